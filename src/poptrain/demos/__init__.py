@@ -1,0 +1,1 @@
+"""Demos: the paper's toy example, and real networks."""

@@ -1,0 +1,222 @@
+"""Algorithm 1's loop for the members one worker serves.
+
+A worker claims a member from the store, trains it step by step, tells the population
+core each score and applies the decision it gets back (load another member's checkpoint,
+use new hyperparameters, wait at the barrier, stop). User code runs here, never in the
+controller. The worker knows the store URL, the run's name and the checkpoint location,
+nothing else, so it can run in a local process, a Ray actor or on another host.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checkpoints import CheckpointStore
+from .decision import Continue, Exploit, Stop, Wait
+from .errors import ConfigError
+from .population import Population
+from .store import LeaseLost, MemberRecord, open_store
+from .trainable import Trainable, score_of
+
+__all__ = ["WorkerSpec", "default_owner", "serve"]
+
+log = logging.getLogger(__name__)
+
+StopFlag = Callable[[], bool]
+
+
+def default_owner(prefix: str = "worker") -> str:
+    """A name unique across hosts and processes: host, pid and a random suffix."""
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs to join a run (plain, picklable values)."""
+
+    storage: str
+    run: str
+    checkpoint_root: str
+    owner: str = field(default_factory=default_owner)
+    #: Give the member back at every ready point so that N members rotate on W < N workers.
+    rotate: bool = False
+    lease_seconds: float = 600.0
+    poll_seconds: float = 0.05
+
+
+@dataclass
+class _Live:
+    """The trainable this worker holds in memory, and which state of which member it is."""
+
+    member: int
+    version: int
+    step: int
+    trainable: Trainable
+
+
+class _Fatal(Exception):
+    """A user error that no retry can mend (e.g. evaluate() lacks the metric)."""
+
+
+def serve(spec: WorkerSpec, should_stop: StopFlag = lambda: False) -> int:
+    """Serve members of ``spec.run`` until the run is done or ``should_stop()``.
+
+    Returns the number of steps this worker trained.
+    """
+    store = open_store(spec.storage)
+    try:
+        checkpoints = CheckpointStore(spec.checkpoint_root)
+        population = Population.open(
+            store, spec.run, checkpoints, owner=spec.owner, lease_seconds=spec.lease_seconds
+        )
+        return _Worker(spec, population, should_stop).loop()
+    finally:
+        store.close()
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec, population: Population, should_stop: StopFlag) -> None:
+        self.spec = spec
+        self.population = population
+        self.config = population.config
+        self.cls = self.config.trainable_class()
+        self.options: dict[str, Any] = dict(self.config.trainable_options)
+        self.should_stop = should_stop
+        self.live: _Live | None = None
+        self.steps = 0
+
+    def loop(self) -> int:
+        idle = self.spec.poll_seconds
+        while not self.should_stop():
+            record = self.population.claim()
+            if record is None:
+                if self.population.is_done():
+                    break
+                time.sleep(idle)
+                idle = min(idle * 1.5, 1.0)
+                continue
+            idle = self.spec.poll_seconds
+            try:
+                self._serve_member(record)
+            except LeaseLost:
+                log.warning("lost the lease on member %s; dropping it", record.member)
+                self.live = None
+            except ConfigError as exc:
+                self.population.store.set_run_status(self.spec.run, f"error: {exc}")
+                raise
+        return self.steps
+
+    # -- one member ---------------------------------------------------------------
+    def _build(self, record: MemberRecord, hparams: dict[str, Any], checkpoint: str | None) -> Trainable:
+        trainable = self.cls(hparams, record.seed, **self.options)
+        if checkpoint is not None:
+            trainable.load(self.population.checkpoints.path(checkpoint))
+        return trainable
+
+    def _prepare(self, record: MemberRecord) -> Trainable:
+        live = self.live
+        if (
+            live is not None
+            and live.member == record.member
+            and live.version == record.version
+            and live.step == record.step
+        ):
+            return live.trainable
+        self.live = None
+        return self._build(record, record.hparams, record.checkpoint)
+
+    def _serve_member(self, record: MemberRecord) -> None:
+        member, step = record.member, record.step
+        population = self.population
+        state = population.held(member)  # the core updates this object in place
+        try:
+            trainable: Trainable | None = self._prepare(record)
+        except ConfigError:
+            raise
+        except Exception:
+            trainable = None
+            decision = population.fail(member, step, _error_text("setup/load"))
+            if isinstance(decision, Stop):
+                return
+            trainable, step = self._rebuild_after_failure(state, decision)
+
+        while True:
+            assert trainable is not None
+            if self.should_stop():
+                population.suspend(member, save=self._saver(trainable, member, lambda: step))
+                self._remember(state, trainable)
+                return
+            try:
+                trainable.step()
+                step += 1
+                self.steps += 1
+                score = score_of(trainable.evaluate(), self.config.metric)
+                if not math.isfinite(score):
+                    raise FloatingPointError(f"evaluate() gave {self.config.metric}={score}")
+                decision = population.tell(
+                    member, step, score, save=self._saver(trainable, member, lambda: step)
+                )
+            except (ConfigError, LeaseLost, KeyboardInterrupt):
+                raise
+            except Exception:
+                decision = population.fail(member, step, _error_text(f"step {step}"))
+                if isinstance(decision, Stop):
+                    self.live = None
+                    return
+                trainable, step = self._rebuild_after_failure(state, decision)
+                continue
+
+            if isinstance(decision, Continue):
+                if decision.ready and self.spec.rotate:
+                    population.release(member)
+                    self._remember(state, trainable)
+                    return
+                continue
+            if isinstance(decision, Exploit):
+                if decision.checkpoint is not None:
+                    trainable.load(population.checkpoints.path(decision.checkpoint))
+                trainable.set_hparams(decision.hparams)
+                step = decision.step
+                if self.spec.rotate:
+                    population.release(member)
+                    self._remember(state, trainable)
+                    return
+                continue
+            if isinstance(decision, Wait):
+                self._remember(state, trainable)
+                return
+            if isinstance(decision, Stop):
+                self.live = None
+                return
+
+    def _rebuild_after_failure(self, state: MemberRecord, decision: Any) -> tuple[Trainable, int]:
+        """After a failure the live state is suspect: build afresh from the decision."""
+        assert isinstance(decision, Exploit)
+        self.live = None
+        return self._build(state, decision.hparams, decision.checkpoint), decision.step
+
+    def _saver(self, trainable: Trainable, member: int, step: Callable[[], int]) -> Callable[[], str]:
+        checkpoints = self.population.checkpoints
+        return lambda: checkpoints.save(member, step(), trainable.save)
+
+    def _remember(self, state: MemberRecord, trainable: Trainable) -> None:
+        """Keep the trainable in memory in case this worker gets the same member back.
+
+        ``state`` is the core's record object for the member; a later change made by
+        another process (a synchronous barrier) bumps the stored version, so the cache
+        is only reused while it matches.
+        """
+        self.live = _Live(state.member, state.version, state.step, trainable)
+
+
+def _error_text(where: str) -> str:
+    return f"{where}: {traceback.format_exc(limit=8).strip()}"
