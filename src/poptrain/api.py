@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from .config import RunConfig
 from .errors import ConfigError
 from .executors import Executor, Interrupted, make_executor
 from .population import Population, check_store_is_usable
+from .progress import LiveProgress
 from .results import Result
 from .space import Distribution
 from .store import MemberStatus, PopulationStore, open_store, sqlite_url
@@ -116,6 +118,7 @@ def run(
     name: str | None = None,
     executor: str | Executor = "local",
     workers: int | None = None,
+    progress: bool = False,
     **config: Any,
 ) -> Result:
     """Run Population Based Training and return its :class:`Result`.
@@ -135,7 +138,8 @@ def run(
     ``runs/<time>``) holds the SQLite store (unless ``storage`` names another database),
     the checkpoints (unless ``checkpoints`` names another location) and ``run.json``.
     Ctrl-C stops the workers after their current step; every member is checkpointed and
-    the run can be continued with :func:`resume`.
+    the run can be continued with :func:`resume`. ``progress=True`` draws a live table of
+    the population in the terminal.
     """
     cfg = trainable if isinstance(trainable, RunConfig) else run_config(trainable, **config)
     if isinstance(trainable, RunConfig) and config:
@@ -164,13 +168,17 @@ def run(
             "config": cfg.to_spec(),
         }
         (root / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        return _execute(store, RunDir.read(root), ckpts, chosen, cfg)
+        return _execute(store, RunDir.read(root), ckpts, chosen, cfg, progress)
     finally:
         store.close()
 
 
 def resume(
-    run_dir: str | Path, *, executor: str | Executor = "local", workers: int | None = None
+    run_dir: str | Path,
+    *,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    progress: bool = False,
 ) -> Result:
     """Continue a stopped run (Ctrl-C, crash) from its store and checkpoints.
 
@@ -188,13 +196,18 @@ def resume(
             if member.status == MemberStatus.RUNNING and member.owner is not None:
                 store.release_owner(info.name, member.owner)
         cfg = RunConfig.from_spec(record.config)
-        return _execute(store, info, ckpts, chosen, cfg)
+        return _execute(store, info, ckpts, chosen, cfg, progress)
     finally:
         store.close()
 
 
 def _execute(
-    store: PopulationStore, info: RunDir, ckpts: CheckpointStore, executor: Executor, cfg: RunConfig
+    store: PopulationStore,
+    info: RunDir,
+    ckpts: CheckpointStore,
+    executor: Executor,
+    cfg: RunConfig,
+    progress: bool,
 ) -> Result:
     members = cfg.population_size
     rotate = executor.workers < members
@@ -218,8 +231,10 @@ def _execute(
         return None
 
     store.set_run_status(info.name, "running")
+    display = LiveProgress(store, info.name, cfg) if progress else nullcontext()
     try:
-        executor.execute(spec_for, on_lost=on_lost, abort_reason=abort_reason)
+        with display:
+            executor.execute(spec_for, on_lost=on_lost, abort_reason=abort_reason)
     except Interrupted:
         store.set_run_status(info.name, "interrupted")
         raise

@@ -130,9 +130,35 @@ class RunConfig:
             "trainable_options": dict(self.trainable_options),
         }
 
+    REQUIRED = ("trainable", "space", "metric", "mode", "population_size", "max_steps")
+
+    @classmethod
+    def default_spec(cls) -> dict[str, Any]:
+        """The JSON form of every optional field's default (the paper's PBT)."""
+        return {
+            "ready": strategy_to_spec(EverySteps()),
+            "exploit": strategy_to_spec(Truncation()),
+            "explore": strategy_to_spec(Perturb()),
+            "synchronous": False,
+            "seed": 0,
+            "initial_hparams": None,
+            "max_failures": 3,
+            "window": 10,
+            "trainable_options": {},
+        }
+
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> RunConfig:
-        data = dict(spec)
+        """Rebuild a config from :meth:`to_spec`; optional fields may be left out."""
+        missing = [name for name in cls.REQUIRED if name not in spec]
+        if missing:
+            raise ConfigError("config", sorted(spec), f"lacks the required field(s) {missing}")
+        unknown = sorted(set(spec) - set(cls.REQUIRED) - set(cls.default_spec()))
+        if unknown:
+            raise ConfigError("config", unknown, "are not RunConfig fields")
+        data = {**cls.default_spec(), **spec}
+        if not isinstance(data["space"], Mapping):
+            raise ConfigError("space", data["space"], "must map names to distributions")
         data["space"] = space_from_spec(data["space"])
         for name in ("ready", "exploit", "explore"):
             data[name] = strategy_from_spec(data[name])

@@ -45,15 +45,17 @@ class Continue:
 class Exploit:
     """Load ``checkpoint`` (a copy of ``source``'s state at ``source_step``) and use ``hparams``.
 
-    ``checkpoint`` is None when only hyperparameters are copied. ``step`` is the member's
-    step after the exploit: the step of the weights it now holds.
+    ``checkpoint`` is None when only hyperparameters are copied (the member keeps its
+    weights); ``source == member`` with no checkpoint means "explore only". ``age`` is the
+    number of steps the weights the member now holds went through. The member's own step
+    count (its budget) is never changed by an exploit.
     """
 
     source: int
     source_step: int
     hparams: dict[str, Any]
     checkpoint: str | None
-    step: int
+    age: int
     operations: tuple[Operation, ...] = field(default=())
 
     def describe(self) -> str:

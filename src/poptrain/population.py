@@ -72,7 +72,7 @@ class _Choice:
     hparams: dict[str, Any]
     operations: tuple[Operation, ...]
     checkpoint: str | None  # a ref now owned by the exploiting member
-    step: int
+    age: int  # the age of the weights the member holds after the choice
     schedule: list[dict[str, Any]]
     copied_weights: bool
     source_score: float | None = None  # raw score of the copied checkpoint
@@ -156,6 +156,7 @@ class Population:
         if record.step != resume_step:
             lost = record.step
             record.step = resume_step
+            record.age = record.checkpoint_age if record.checkpoint else 0
             record.last_ready_step = min(record.last_ready_step, resume_step)
             record.version += 1
             self.store.record(
@@ -190,7 +191,9 @@ class Population:
         if not isinstance(score, (int, float)) or not math.isfinite(score):
             return self.fail(member, step, f"score is {score!r}")
         now = self.clock()
-        record.steps_trained += max(step - record.step, 1)
+        advance = max(step - record.step, 1)
+        record.steps_trained += advance
+        record.age += advance
         record.step = step
         record.score = float(score)
         record.recent_scores = [*record.recent_scores, float(score)][-self.config.window :]
@@ -239,6 +242,9 @@ class Population:
         """
         record = self.held(member)
         now = self.clock()
+        # The failed step still used the member's budget.
+        record.steps_trained += max(step - record.step, 0)
+        record.step = max(record.step, step)
         record.failures += 1
         record.score = None
         record.recent_scores = [*record.recent_scores, None][-self.config.window :]
@@ -297,6 +303,7 @@ class Population:
         old = record.checkpoint
         record.checkpoint = save()
         record.checkpoint_step = step
+        record.checkpoint_age = record.age
         record.checkpoint_score = record.score
         return [old] if old and old != record.checkpoint else []
 
@@ -324,6 +331,14 @@ class Population:
             finished=record.status.is_terminal(),
         )
 
+    def _tiebreak_seed(self, record: MemberRecord) -> int:
+        # Synchronous: one ranking per generation (all members are at the same step).
+        # Asynchronous: there is no generation, so each decision draws its own order.
+        key = [self.config.seed, record.step] if self.config.synchronous else [
+            self.config.seed, record.step, record.member
+        ]
+        return int(np.random.SeedSequence(key).generate_state(1)[0])
+
     def _population(
         self, me: MemberRecord, snapshot: list[MemberRecord] | None = None
     ) -> tuple[PopulationView, dict[int, MemberRecord], BestRecord | None]:
@@ -347,7 +362,7 @@ class Population:
                 checkpoint_step=best.step,
                 checkpoint_score=self._rank(best.score),
             )
-        return PopulationView(views, best_view), by_member, best
+        return PopulationView(views, best_view, self._tiebreak_seed(me)), by_member, best
 
     def _choose(
         self,
@@ -367,8 +382,8 @@ class Population:
                     return None
                 hparams, ops = config.explore.explore(record.hparams, config.space, rng)
                 return _Choice(
-                    record.member, record.step, hparams, ops, None, record.step,
-                    _append_schedule(record.schedule, record.step, hparams, record.member), False,
+                    record.member, record.step, hparams, ops, None, record.age,
+                    _append_schedule(record.schedule, record.age, hparams, record.member), False,
                 )
             source = config.exploit.select(me, population, rng) if config.exploit else None
             if source is None and failed:
@@ -379,10 +394,12 @@ class Population:
             if is_best and best is not None:
                 source_schedule, source_hparams = best.schedule, best.hparams
                 source_score: float | None = best.score
+                source_age = best.age
             else:
                 source_record = by_member[source.member]
                 source_schedule, source_hparams = source_record.schedule, source_record.hparams
                 source_score = source_record.checkpoint_score
+                source_age = source_record.checkpoint_age
             if config.explore is not None:
                 hparams, ops = config.explore.explore(source_hparams, config.space, rng)
             else:
@@ -395,16 +412,15 @@ class Population:
                     snapshot = None  # the source moved on meanwhile: look again
                     continue
                 schedule = _append_schedule(
-                    _truncate_schedule(source_schedule, source.checkpoint_step),
-                    source.checkpoint_step, hparams, record.member,
+                    _truncate_schedule(source_schedule, source_age), source_age, hparams, record.member
                 )
                 return _Choice(
                     source.member, source.checkpoint_step, hparams, ops, link,
-                    source.checkpoint_step, schedule, True, source_score,
+                    source_age, schedule, True, source_score,
                 )
-            schedule = _append_schedule(record.schedule, record.step, hparams, record.member)
+            schedule = _append_schedule(record.schedule, record.age, hparams, record.member)
             return _Choice(
-                source.member, source.step, hparams, ops, None, record.step, schedule, False
+                source.member, source.step, hparams, ops, None, record.age, schedule, False
             )
         return None
 
@@ -424,20 +440,23 @@ class Population:
         return top[int(rng.integers(len(top)))]
 
     def _restart_own(self, record: MemberRecord, rng: np.random.Generator) -> _Choice:
-        """No member to copy: go back to the member's own last checkpoint (or to step 0)."""
+        """No member to copy: go back to the member's own last checkpoint (or to fresh weights).
+
+        The member's step (its budget) is not given back: failures cost steps.
+        """
         config = self.config
         if config.explore is not None:
             hparams, ops = config.explore.explore(record.hparams, config.space, rng)
         else:
             hparams, ops = dict(record.hparams), ()
         if record.checkpoint is not None:
-            step = record.checkpoint_step
+            age = record.checkpoint_age
             schedule = _append_schedule(
-                _truncate_schedule(record.schedule, step), step, hparams, record.member
+                _truncate_schedule(record.schedule, age), age, hparams, record.member
             )
-            link = self.checkpoints.share(record.checkpoint, record.member, step)
+            link = self.checkpoints.share(record.checkpoint, record.member, record.step)
             return _Choice(
-                record.member, step, hparams, ops, link, step, schedule, True,
+                record.member, record.checkpoint_step, hparams, ops, link, age, schedule, True,
                 record.checkpoint_score,
             )
         schedule = [{"step": 0, "hparams": dict(hparams), "member": record.member}]
@@ -452,10 +471,10 @@ class Population:
         if choice.copied_weights:
             if record.checkpoint and record.checkpoint != choice.checkpoint:
                 superseded.append(record.checkpoint)
+            # The copy is now this member's checkpoint, taken at its own current step.
             record.checkpoint = choice.checkpoint
-            record.checkpoint_step = choice.step
-            record.step = choice.step
-            record.last_ready_step = choice.step
+            record.checkpoint_step = record.step
+            record.age = record.checkpoint_age = choice.age
             record.checkpoint_score = choice.source_score
         return superseded
 
@@ -466,7 +485,7 @@ class Population:
             step=step,
             kind="exploit" if choice.source != record.member else "explore",
             time=now,
-            new_step=choice.step,
+            new_step=choice.age,
             source=choice.source,
             source_step=choice.source_step,
             old_hparams=previous,
@@ -481,7 +500,7 @@ class Population:
             source_step=choice.source_step,
             hparams=dict(choice.hparams),
             checkpoint=choice.checkpoint,
-            step=choice.step,
+            age=choice.age,
             operations=choice.operations,
         )
 
@@ -523,16 +542,17 @@ class Population:
             if not rank > self._best_rank:
                 return
         try:
-            link = self.checkpoints.share_as_best(record.checkpoint, record.checkpoint_step)
+            link = self.checkpoints.share_as_best(record.checkpoint, record.checkpoint_age)
         except FileNotFoundError:
             return
         best = BestRecord(
             member=record.member,
             step=record.checkpoint_step,
+            age=record.checkpoint_age,
             score=float(record.checkpoint_score),
             hparams=dict(record.hparams),
             checkpoint=link,
-            schedule=_truncate_schedule(record.schedule, record.checkpoint_step),
+            schedule=_truncate_schedule(record.schedule, record.checkpoint_age),
             time=self.clock(),
         )
         replaced = self.store.offer_best(self.run, best, rank)

@@ -20,7 +20,9 @@ __all__ = ["BestMember", "Result", "ScheduleEntry"]
 class ScheduleEntry:
     """From ``step`` on, the winner's weights were trained with ``hparams``.
 
-    ``member`` is the member that trained them over that stretch (the lineage).
+    ``step`` counts the training steps of the winning weights along their lineage (an
+    exploit hands the copied weights over with their age); ``member`` is the member that
+    trained them over that stretch.
     """
 
     step: int
@@ -35,6 +37,7 @@ class BestMember:
     member: int
     score: float
     step: int
+    age: int
     hparams: dict[str, Any]
     checkpoint: Path
     seed: int
@@ -77,6 +80,7 @@ class Result:
                 member=record.best.member,
                 score=record.best.score,
                 step=record.best.step,
+                age=record.best.age,
                 hparams=dict(record.best.hparams),
                 checkpoint=checkpoints.path(record.best.checkpoint),
                 # The weights began as the lineage's first member: replay uses its seed.

@@ -254,7 +254,14 @@ def space_to_spec(space: Space) -> dict[str, dict[str, Any]]:
 def space_from_spec(spec: Mapping[str, Mapping[str, Any]]) -> dict[str, Distribution]:
     space: dict[str, Distribution] = {}
     for name, entry in spec.items():
+        if not isinstance(entry, Mapping) or entry.get("type") not in _TYPES:
+            raise ConfigError(
+                f"space.{name}", entry, f"must be an object whose type is one of {sorted(_TYPES)}"
+            )
         fields = dict(entry)
         cls = _TYPES[fields.pop("type")]
-        space[name] = cls(**fields)
+        try:
+            space[name] = cls(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"space.{name}", entry, str(exc)) from None
     return space

@@ -156,9 +156,9 @@ class _Worker:
                 self._remember(state, trainable)
                 return
             try:
-                trainable.step()
                 step += 1
                 self.steps += 1
+                trainable.step()
                 score = score_of(trainable.evaluate(), self.config.metric)
                 if not math.isfinite(score):
                     raise FloatingPointError(f"evaluate() gave {self.config.metric}={score}")
@@ -185,7 +185,6 @@ class _Worker:
                 if decision.checkpoint is not None:
                     trainable.load(population.checkpoints.path(decision.checkpoint))
                 trainable.set_hparams(decision.hparams)
-                step = decision.step
                 if self.spec.rotate:
                     population.release(member)
                     self._remember(state, trainable)
@@ -202,7 +201,7 @@ class _Worker:
         """After a failure the live state is suspect: build afresh from the decision."""
         assert isinstance(decision, Exploit)
         self.live = None
-        return self._build(state, decision.hparams, decision.checkpoint), decision.step
+        return self._build(state, decision.hparams, decision.checkpoint), state.step
 
     def _saver(self, trainable: Trainable, member: int, step: Callable[[], int]) -> Callable[[], str]:
         checkpoints = self.population.checkpoints

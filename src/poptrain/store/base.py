@@ -42,19 +42,28 @@ class MemberStatus(str, enum.Enum):
 
 @dataclass
 class MemberRecord:
-    """A member's current state. ``score`` is the raw metric (None when it failed)."""
+    """A member's current state. ``score`` is the raw metric (None when it failed).
+
+    ``step`` counts the steps this member trained (its budget and its ready clock);
+    ``age`` counts the steps its current weights went through, along their lineage:
+    an exploit copies the source's ``age`` but never changes ``step``.
+    """
 
     member: int
     hparams: dict[str, Any]
     seed: int
     step: int = 0
+    age: int = 0
     score: float | None = None
     recent_scores: list[float | None] = field(default_factory=list)
     last_ready_step: int = 0
     last_ready_time: float = 0.0
     checkpoint: str | None = None
     checkpoint_step: int = 0
+    checkpoint_age: int = 0
     checkpoint_score: float | None = None
+    #: The hyperparameters the current weights were trained with: ``{"step": age,
+    #: "hparams": {...}, "member": m}`` entries, each in force from its age on.
     schedule: list[dict[str, Any]] = field(default_factory=list)
     status: MemberStatus = MemberStatus.IDLE
     owner: str | None = None
@@ -96,10 +105,15 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class BestRecord:
-    """The best checkpointed state seen in the run, kept even after its member moved on."""
+    """The best checkpointed state seen in the run, kept even after its member moved on.
+
+    ``step`` is the member's own step when it was saved; ``age`` the steps its weights went
+    through (the end of ``schedule``), which is what a replay retrains.
+    """
 
     member: int
     step: int
+    age: int
     score: float
     hparams: dict[str, Any]
     checkpoint: str

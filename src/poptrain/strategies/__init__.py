@@ -59,6 +59,8 @@ def strategy_from_spec(spec: dict[str, Any] | None) -> Any:
     """Rebuild a strategy from :func:`strategy_to_spec`'s output."""
     if spec is None:
         return None
+    if not isinstance(spec, dict) or "type" not in spec:
+        raise ConfigError("strategy", spec, 'must be an object with a "type"')
     fields = dict(spec)
     kind = fields.pop("type")
     if kind not in _REGISTRY:
@@ -69,4 +71,7 @@ def strategy_from_spec(spec: dict[str, Any] | None) -> Any:
     for key, value in fields.items():
         if isinstance(value, list):
             fields[key] = tuple(value)
-    return _REGISTRY[kind](**fields)
+    try:
+        return _REGISTRY[kind](**fields)
+    except TypeError as exc:
+        raise ConfigError(f"strategy.{kind}", spec, str(exc)) from None

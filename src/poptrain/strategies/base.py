@@ -46,14 +46,19 @@ class PopulationView:
 
     members: tuple[MemberView, ...]
     best_ever: MemberView | None = None
+    #: Seeds the order of exactly tied scores. Every member deciding in one synchronous
+    #: generation gets the same value, so all of them see one and the same ranking.
+    tiebreak_seed: int = 0
 
     def others(self, member: int) -> tuple[MemberView, ...]:
         return tuple(view for view in self.members if view.member != member)
 
 
-def rank_ascending(views: Sequence[MemberView], rng: np.random.Generator) -> list[MemberView]:
-    """Order worst first; exact ties are broken by ``rng`` so no member index is favoured."""
-    tiebreak = rng.permutation(len(views))
+def rank_ascending(views: Sequence[MemberView], tiebreak_seed: int) -> list[MemberView]:
+    """Order worst first; exact ties are broken by a seeded shuffle, so no index is favoured."""
+    by_member = sorted(range(len(views)), key=lambda i: views[i].member)
+    shuffle = np.random.default_rng(tiebreak_seed).permutation(len(views))
+    tiebreak = {index: shuffle[position] for position, index in enumerate(by_member)}
     order = sorted(range(len(views)), key=lambda i: (_rank_score(views[i].score), tiebreak[i]))
     return [views[i] for i in order]
 

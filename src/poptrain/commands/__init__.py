@@ -1,0 +1,1 @@
+"""Sub-commands of the ``poptrain`` command, one module each (``register(subparsers)``)."""

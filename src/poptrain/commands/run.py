@@ -1,0 +1,76 @@
+"""``poptrain run CONFIG``: a run described by a JSON (or TOML) file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import add_execution_options, execution_kwargs, print_json
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "run",
+        help="run PBT from a config file",
+        description="CONFIG is a JSON or TOML file with the fields of poptrain.RunConfig: "
+        'trainable ("module:Class"), space ({"lr": {"type": "LogUniform", "low": 1e-4, '
+        '"high": 0.1}}), metric, mode, population_size, max_steps, and optionally ready, '
+        'exploit, explore ({"type": "Perturb", ...}), synchronous, seed.',
+    )
+    parser.add_argument("config", help="path to the config file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_execution_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    from ..errors import ConfigError
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("config", path, "no such file")
+    text = file.read_text()
+    try:
+        if file.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("config", path, f"cannot be parsed: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", path, "must hold an object of RunConfig fields")
+    return data
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..api import run
+    from ..config import RunConfig
+
+    config = RunConfig.from_spec(_read_config(args.config))
+    result = run(config, run_dir=args.run_dir, **execution_kwargs(args))
+    best = result.best
+    summary = {
+        "run": result.run,
+        "status": result.status,
+        "best": None
+        if best is None
+        else {"member": best.member, "score": best.score, "step": best.step, "hparams": best.hparams},
+        "schedule": [{"step": e.step, "hparams": e.hparams} for e in result.schedule],
+    }
+    if args.json:
+        print_json(summary)
+        return 0
+    if best is None:
+        print(f"run {result.run}: {result.status}, no member produced a usable score")
+        return 1
+    print(f"run {result.run}: {result.status}; best {config.metric} = {best.score:.6g} "
+          f"(member {best.member}, step {best.step})")
+    for entry in result.schedule:
+        print(f"  from step {entry.step:>6}: {entry.hparams}")
+    print(f"best checkpoint: {best.checkpoint}")
+    return 0
