@@ -28,8 +28,8 @@ from .strategies import (
     GaussianNoise,
     Perturb,
     ReadyWhen,
-    TTest,
     Truncation,
+    TTest,
 )
 from .trainable import Trainable
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,14 @@ from .progress import LiveProgress
 from .results import Result
 from .space import Distribution
 from .store import MemberStatus, PopulationStore, open_store, sqlite_url
-from .strategies import EverySteps, ExploitStrategy, ExploreStrategy, Perturb, ReadyStrategy, Truncation
+from .strategies import (
+    EverySteps,
+    ExploitStrategy,
+    ExploreStrategy,
+    Perturb,
+    ReadyStrategy,
+    Truncation,
+)
 from .trainable import Trainable
 from .worker import WorkerSpec, default_owner
 
@@ -50,7 +57,9 @@ class RunDir:
         root = Path(path)
         file = root / RUN_FILE
         if not file.is_file():
-            raise ConfigError("run_dir", str(path), f"is not a poptrain run directory (no {RUN_FILE})")
+            raise ConfigError(
+                "run_dir", str(path), f"is not a poptrain run directory (no {RUN_FILE})"
+            )
         data = json.loads(file.read_text())
         checkpoints = data["checkpoints"]
         if not Path(checkpoints).is_absolute() and "://" not in checkpoints:
@@ -82,8 +91,8 @@ def run_config(
     population_size: int = 8,
     max_steps: int = 100,
     ready: ReadyStrategy | None = None,
-    exploit: ExploitStrategy | None | object = _DEFAULT,
-    explore: ExploreStrategy | None | object = _DEFAULT,
+    exploit: ExploitStrategy | object | None = _DEFAULT,
+    explore: ExploreStrategy | object | None = _DEFAULT,
     synchronous: bool = False,
     seed: int = 0,
     initial_hparams: Sequence[Mapping[str, Any]] | None = None,
@@ -147,7 +156,9 @@ def run(
     chosen = make_executor(executor, workers=workers)
     root = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if (root / RUN_FILE).exists():
-        raise ConfigError("run_dir", str(root), "already holds a run: use resume, or another folder")
+        raise ConfigError(
+            "run_dir", str(root), "already holds a run: use resume, or another folder"
+        )
     root.mkdir(parents=True, exist_ok=True)
     run_name = name or root.resolve().name
     url = storage or sqlite_url(root / "poptrain.db")
@@ -156,7 +167,9 @@ def run(
     try:
         check_store_is_usable(store)
         ckpts = CheckpointStore(
-            checkpoint_location if Path(checkpoint_location).is_absolute() else root / checkpoint_location
+            checkpoint_location
+            if Path(checkpoint_location).is_absolute()
+            else root / checkpoint_location
         )
         Population.create(store, run_name, cfg, ckpts)
         info = {
@@ -190,7 +203,9 @@ def resume(
     try:
         record = store.get_run(info.name)
         if record is None:
-            raise ConfigError("run_dir", str(run_dir), f"names run {info.name!r}, not in {info.storage}")
+            raise ConfigError(
+                "run_dir", str(run_dir), f"names run {info.name!r}, not in {info.storage}"
+            )
         # Nobody serves this run now: members still marked as held were held by dead workers.
         for member in store.members(info.name):
             if member.status == MemberStatus.RUNNING and member.owner is not None:

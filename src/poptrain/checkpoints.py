@@ -65,7 +65,9 @@ class CheckpointStore:
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            raise StorageError(f"checkpoint location {str(root)!r} is not writable: {exc}") from None
+            raise StorageError(
+                f"checkpoint location {str(root)!r} is not writable: {exc}"
+            ) from None
 
     def path(self, ref: str) -> Path:
         return self.root / ref

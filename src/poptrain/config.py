@@ -49,8 +49,8 @@ class RunConfig:
     population_size: int
     max_steps: int
     ready: ReadyStrategy = field(default_factory=EverySteps)
-    exploit: ExploitStrategy | None = field(default_factory=Truncation)
-    explore: ExploreStrategy | None = field(default_factory=Perturb)
+    exploit: ExploitStrategy | None = field(default_factory=lambda: Truncation())
+    explore: ExploreStrategy | None = field(default_factory=lambda: Perturb())
     synchronous: bool = False
     seed: int = 0
     initial_hparams: Sequence[Mapping[str, Any]] | None = None

@@ -109,7 +109,11 @@ class Population:
     # -- set-up ----------------------------------------------------------------------
     @classmethod
     def create(
-        cls, store: PopulationStore, run: str, config: RunConfig, checkpoints: CheckpointStore,
+        cls,
+        store: PopulationStore,
+        run: str,
+        config: RunConfig,
+        checkpoints: CheckpointStore,
         **options: Any,
     ) -> Population:
         """Create the run and its members (initial hyperparameters from the prior)."""
@@ -165,7 +169,11 @@ class Population:
                 owner=self.owner,
                 events=[
                     EventRecord(
-                        record.member, lost, "rollback", now, new_step=resume_step,
+                        record.member,
+                        lost,
+                        "rollback",
+                        now,
+                        new_step=resume_step,
                         message=f"resumed from the checkpoint at step {resume_step}",
                     )
                 ],
@@ -204,8 +212,10 @@ class Population:
             return Continue()
 
         record.last_ready_step, record.last_ready_time = step, now
+        superseded: list[str] = []
         if final or self.config.synchronous:
             superseded = self._checkpoint(record, save, step)
+            self._offer_best(record)
             record.status = MemberStatus.FINISHED if final else MemberStatus.WAITING
             record.owner = None
             with self.store.locked(self.run):
@@ -213,13 +223,11 @@ class Population:
                 if self.config.synchronous:
                     superseded += self._close_generation()
             self._cleanup(superseded)
-            self._offer_best(record)
             del self._held[member]
             return Stop("finished") if final else Wait()
 
         rng = np.random.default_rng([self.config.seed, member, step, _DECIDE])
         choice = self._choose(record, rng, failed=False)
-        superseded: list[str] = []
         events = []
         if choice is None or not choice.copied_weights:
             superseded = self._checkpoint(record, save, step)
@@ -269,7 +277,7 @@ class Population:
         return self._decision(choice)
 
     def suspend(self, member: int, save: SaveFn | None = None) -> None:
-        """Give the member back (Ctrl-C, rotation), checkpointing it first when ``save`` is given."""
+        """Give the member back (Ctrl-C, rotation), checkpointed first when ``save`` is given."""
         record = self.held(member)
         superseded: list[str] = []
         if save is not None and (record.checkpoint is None or record.step > record.checkpoint_step):
@@ -288,7 +296,10 @@ class Population:
 
     # -- internals ----------------------------------------------------------------------
     def _write(
-        self, record: MemberRecord, evaluation: EvaluationRecord | None, events: list[EventRecord] | None = None
+        self,
+        record: MemberRecord,
+        evaluation: EvaluationRecord | None,
+        events: list[EventRecord] | None = None,
     ) -> None:
         if record.owner is not None:
             record.lease_expires = self.clock() + self.lease_seconds
@@ -334,9 +345,11 @@ class Population:
     def _tiebreak_seed(self, record: MemberRecord) -> int:
         # Synchronous: one ranking per generation (all members are at the same step).
         # Asynchronous: there is no generation, so each decision draws its own order.
-        key = [self.config.seed, record.step] if self.config.synchronous else [
-            self.config.seed, record.step, record.member
-        ]
+        key = (
+            [self.config.seed, record.step]
+            if self.config.synchronous
+            else [self.config.seed, record.step, record.member]
+        )
         return int(np.random.SeedSequence(key).generate_state(1)[0])
 
     def _population(
@@ -346,9 +359,7 @@ class Population:
         by_member = {r.member: r for r in records}
         by_member[me.member] = me
         # A member that failed for good is not a candidate to copy.
-        views = tuple(
-            self._view(r) for r in by_member.values() if r.status != MemberStatus.FAILED
-        )
+        views = tuple(self._view(r) for r in by_member.values() if r.status != MemberStatus.FAILED)
         run = self.store.get_run(self.run)
         best = run.best if run is not None else None
         best_view = None
@@ -382,8 +393,14 @@ class Population:
                     return None
                 hparams, ops = config.explore.explore(record.hparams, config.space, rng)
                 return _Choice(
-                    record.member, record.step, hparams, ops, None, record.age,
-                    _append_schedule(record.schedule, record.age, hparams, record.member), False,
+                    record.member,
+                    record.step,
+                    hparams,
+                    ops,
+                    None,
+                    record.age,
+                    _append_schedule(record.schedule, record.age, hparams, record.member),
+                    False,
                 )
             source = config.exploit.select(me, population, rng) if config.exploit else None
             if source is None and failed:
@@ -407,16 +424,28 @@ class Population:
             if config.copy_weights:
                 assert source.checkpoint is not None
                 try:
-                    link = self.checkpoints.share(source.checkpoint, record.member, source.checkpoint_step)
+                    link = self.checkpoints.share(
+                        source.checkpoint, record.member, source.checkpoint_step
+                    )
                 except FileNotFoundError:
                     snapshot = None  # the source moved on meanwhile: look again
                     continue
                 schedule = _append_schedule(
-                    _truncate_schedule(source_schedule, source_age), source_age, hparams, record.member
+                    _truncate_schedule(source_schedule, source_age),
+                    source_age,
+                    hparams,
+                    record.member,
                 )
                 return _Choice(
-                    source.member, source.checkpoint_step, hparams, ops, link,
-                    source_age, schedule, True, source_score,
+                    source.member,
+                    source.checkpoint_step,
+                    hparams,
+                    ops,
+                    link,
+                    source_age,
+                    schedule,
+                    True,
+                    source_score,
                 )
             schedule = _append_schedule(record.schedule, record.age, hparams, record.member)
             return _Choice(
@@ -456,7 +485,14 @@ class Population:
             )
             link = self.checkpoints.share(record.checkpoint, record.member, record.step)
             return _Choice(
-                record.member, record.checkpoint_step, hparams, ops, link, age, schedule, True,
+                record.member,
+                record.checkpoint_step,
+                hparams,
+                ops,
+                link,
+                age,
+                schedule,
+                True,
                 record.checkpoint_score,
             )
         schedule = [{"step": 0, "hparams": dict(hparams), "member": record.member}]
@@ -568,5 +604,5 @@ def check_store_is_usable(store: PopulationStore) -> None:
     """Fail early, with the URL, if the store cannot be read."""
     try:
         store.list_runs()
-    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+    except Exception as exc:
         raise StorageError(f"cannot use the store at {store.url}: {exc}") from None

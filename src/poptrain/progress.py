@@ -56,14 +56,23 @@ def render_progress(store: PopulationStore, run: str, config: RunConfig, started
         ),
         Text(
             "best so far: "
-            + ("—" if best is None else f"{config.metric}={best.score:.4g} (member {best.member}, step {best.step})")
+            + (
+                "—"
+                if best is None
+                else f"{config.metric}={best.score:.4g} (member {best.member}, step {best.step})"
+            )
             + ("" if not scores else f"; best current {config.metric}={sign * max(scores):.4g}")
         ),
     ]
     recent = [e for e in events if e.kind == "exploit"][-3:]
     for event in recent:
         ops = "; ".join(str(Operation(**op)) for op in event.operations) or "hyperparameters copied"
-        lines.append(Text(f"member {event.member} <- member {event.source} @ {event.source_step}: {ops}", style="dim"))
+        lines.append(
+            Text(
+                f"member {event.member} <- member {event.source} @ {event.source_step}: {ops}",
+                style="dim",
+            )
+        )
     return Group(table, *lines)
 
 
@@ -99,11 +108,13 @@ class LiveProgress:
         while not self._stop.wait(self.interval):
             try:
                 live.update(self._frame())
-            except Exception:  # noqa: BLE001 - a display hiccup must never stop training
+            except Exception:
                 continue
 
     def __enter__(self) -> LiveProgress:
-        self._live = Live(self._frame(), console=self.console, refresh_per_second=4, transient=False)
+        self._live = Live(
+            self._frame(), console=self.console, refresh_per_second=4, transient=False
+        )
         self._live.__enter__()
         self._thread = threading.Thread(target=self._loop, args=(self._live,), daemon=True)
         self._thread.start()

@@ -75,7 +75,9 @@ class Result:
         best = None
         schedule: list[ScheduleEntry] = []
         if record.best is not None:
-            origin = record.best.schedule[0]["member"] if record.best.schedule else record.best.member
+            origin = (
+                record.best.schedule[0]["member"] if record.best.schedule else record.best.member
+            )
             best = BestMember(
                 member=record.best.member,
                 score=record.best.score,
@@ -87,7 +89,10 @@ class Result:
                 seed=seeds.get(origin, 0),
                 config=config,
             )
-            schedule = [ScheduleEntry(e["step"], dict(e["hparams"]), e["member"]) for e in record.best.schedule]
+            schedule = [
+                ScheduleEntry(e["step"], dict(e["hparams"]), e["member"])
+                for e in record.best.schedule
+            ]
         return cls(
             run=run,
             status=record.status,
@@ -123,7 +128,9 @@ class Result:
 
     def rows(self) -> list[dict[str, Any]]:
         """Every evaluation and event as plain dicts (``record`` says which)."""
-        out: list[dict[str, Any]] = [{"record": "evaluation", **asdict(e)} for e in self.evaluations]
+        out: list[dict[str, Any]] = [
+            {"record": "evaluation", **asdict(e)} for e in self.evaluations
+        ]
         out += [{"record": "event", **asdict(e)} for e in self.events]
         return out
 
@@ -132,5 +139,7 @@ class Result:
         try:
             import pandas as pd
         except ImportError:
-            raise ConfigError("to_dataframe", "pandas", "is not installed: pip install 'poptrain[pandas]'") from None
+            raise ConfigError(
+                "to_dataframe", "pandas", "is not installed: pip install 'poptrain[pandas]'"
+            ) from None
         return pd.DataFrame([asdict(e) for e in self.evaluations])

@@ -147,7 +147,9 @@ class IntUniform(Distribution):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"space.{name}.{field}", value, "must be an integer")
         if not self.low < self.high:
-            raise ConfigError(f"space.{name}.high", self.high, f"must be greater than low={self.low}")
+            raise ConfigError(
+                f"space.{name}.high", self.high, f"must be greater than low={self.low}"
+            )
         if self.log and self.low <= 0:
             raise ConfigError(f"space.{name}.low", self.low, "must be > 0 when log=True")
 
@@ -159,7 +161,9 @@ class Choice(Distribution):
     values: tuple[Any, ...]
 
     def __init__(self, values: Sequence[Any]) -> None:
-        object.__setattr__(self, "values", tuple(values) if isinstance(values, (list, tuple)) else values)
+        object.__setattr__(
+            self, "values", tuple(values) if isinstance(values, (list, tuple)) else values
+        )
 
     def sample(self, rng: np.random.Generator) -> Any:
         return self.values[int(rng.integers(len(self.values)))]
@@ -221,7 +225,7 @@ def validate_space(space: Any) -> dict[str, Distribution]:
             raise ConfigError(
                 f"space.{name}",
                 dist,
-                "must be a poptrain distribution (Uniform, LogUniform, IntUniform, Choice, Constant)",
+                "must be a distribution: Uniform, LogUniform, IntUniform, Choice or Constant",
             )
         dist.validate(name)
         checked[name] = dist

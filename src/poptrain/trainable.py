@@ -64,11 +64,11 @@ class Trainable(ABC):
     def load(self, path: Path) -> None:
         """Restore the state written by :meth:`save` from the folder ``path``."""
 
-    def apply_hparams(self, hparams: dict[str, Any]) -> None:
+    def apply_hparams(self, hparams: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Use new hyperparameters from now on. Override to update a live optimiser.
 
-        The default only records them in ``self.hparams``, which suits code that reads
-        ``self.hparams`` at every step.
+        The default does nothing more than :meth:`set_hparams` did (store them in
+        ``self.hparams``), which suits code that reads ``self.hparams`` at every step.
         """
 
     def set_hparams(self, hparams: Mapping[str, Any]) -> None:
@@ -77,7 +77,7 @@ class Trainable(ABC):
 
 
 def score_of(result: float | Mapping[str, float], metric: str) -> float:
-    """Extract the run's metric from ``evaluate()``'s result (NaN if it is missing or not a number)."""
+    """The run's metric from ``evaluate()``'s result (NaN if it is not a number)."""
     if isinstance(result, Mapping):
         if metric not in result:
             raise ConfigError(

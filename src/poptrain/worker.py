@@ -116,7 +116,9 @@ class _Worker:
         return self.steps
 
     # -- one member ---------------------------------------------------------------
-    def _build(self, record: MemberRecord, hparams: dict[str, Any], checkpoint: str | None) -> Trainable:
+    def _build(
+        self, record: MemberRecord, hparams: dict[str, Any], checkpoint: str | None
+    ) -> Trainable:
         trainable = self.cls(hparams, record.seed, **self.options)
         if checkpoint is not None:
             trainable.load(self.population.checkpoints.path(checkpoint))
@@ -152,7 +154,7 @@ class _Worker:
         while True:
             assert trainable is not None
             if self.should_stop():
-                population.suspend(member, save=self._saver(trainable, member, lambda: step))
+                population.suspend(member, save=self._saver(trainable, member, step))
                 self._remember(state, trainable)
                 return
             try:
@@ -163,7 +165,7 @@ class _Worker:
                 if not math.isfinite(score):
                     raise FloatingPointError(f"evaluate() gave {self.config.metric}={score}")
                 decision = population.tell(
-                    member, step, score, save=self._saver(trainable, member, lambda: step)
+                    member, step, score, save=self._saver(trainable, member, step)
                 )
             except (ConfigError, LeaseLost, KeyboardInterrupt):
                 raise
@@ -203,9 +205,10 @@ class _Worker:
         self.live = None
         return self._build(state, decision.hparams, decision.checkpoint), state.step
 
-    def _saver(self, trainable: Trainable, member: int, step: Callable[[], int]) -> Callable[[], str]:
+    def _saver(self, trainable: Trainable, member: int, step: int) -> Callable[[], str]:
+        """What the core calls when it wants this member's state kept."""
         checkpoints = self.population.checkpoints
-        return lambda: checkpoints.save(member, step(), trainable.save)
+        return lambda: checkpoints.save(member, step, trainable.save)
 
     def _remember(self, state: MemberRecord, trainable: Trainable) -> None:
         """Keep the trainable in memory in case this worker gets the same member back.

@@ -20,7 +20,9 @@ def add_execution_options(parser: argparse.ArgumentParser) -> None:
         "e.g. postgresql+psycopg://user@host:5432/db",
     )
     parser.add_argument("--executor", choices=EXECUTORS, default="local", help="where workers run")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU cores)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: CPU cores)"
+    )
 
 
 def execution_kwargs(args: argparse.Namespace) -> dict[str, Any]:

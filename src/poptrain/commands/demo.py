@@ -16,7 +16,9 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = subparsers.add_parser("demo", help="run a demo")
     kinds = demo.add_subparsers(dest="demo", metavar="DEMO")
-    toy = kinds.add_parser("toy", help="the paper's toy example (Figure 2): PBT vs grid, explore-only, exploit-only")
+    toy = kinds.add_parser(
+        "toy", help="the paper's toy example (Figure 2): PBT vs grid, explore-only, exploit-only"
+    )
     toy.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
     toy.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
     toy.add_argument("--steps", type=int, default=None, help="steps per member (default 200)")
@@ -52,7 +54,13 @@ def _toy(args: argparse.Namespace) -> int:
         print_json(figures)
         return 0
     table = Table(title=f"Toy example: Q(θ) = 1.2 − (θ0² + θ1²), {args.seeds} seeds")
-    for column in ("method", "best Q (mean)", "± std", "mean step to Q ≥ 1.19", "seeds reaching 1.19"):
+    for column in (
+        "method",
+        "best Q (mean)",
+        "± std",
+        "mean step to Q ≥ 1.19",
+        "seeds reaching 1.19",
+    ):
         table.add_column(column)
     for method in ("pbt", "grid", "explore_only", "exploit_only"):
         row = figures[method]

@@ -59,7 +59,12 @@ def _run(args: argparse.Namespace) -> int:
         "status": result.status,
         "best": None
         if best is None
-        else {"member": best.member, "score": best.score, "step": best.step, "hparams": best.hparams},
+        else {
+            "member": best.member,
+            "score": best.score,
+            "step": best.step,
+            "hparams": best.hparams,
+        },
         "schedule": [{"step": e.step, "hparams": e.hparams} for e in result.schedule],
     }
     if args.json:
@@ -68,8 +73,10 @@ def _run(args: argparse.Namespace) -> int:
     if best is None:
         print(f"run {result.run}: {result.status}, no member produced a usable score")
         return 1
-    print(f"run {result.run}: {result.status}; best {config.metric} = {best.score:.6g} "
-          f"(member {best.member}, step {best.step})")
+    print(
+        f"run {result.run}: {result.status}; best {config.metric} = {best.score:.6g} "
+        f"(member {best.member}, step {best.step})"
+    )
     for entry in result.schedule:
         print(f"  from step {entry.step:>6}: {entry.hparams}")
     print(f"best checkpoint: {best.checkpoint}")

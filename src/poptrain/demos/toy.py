@@ -36,7 +36,7 @@ class ToyTrainable(Trainable):
     def step(self) -> None:
         h = (self.hparams["h0"], self.hparams["h1"])
         # dQ̂/dθi = −2·hi·θi
-        self.theta = [t + self.lr * (-2.0 * hi * t) for t, hi in zip(self.theta, h)]
+        self.theta = [t + self.lr * (-2.0 * hi * t) for t, hi in zip(self.theta, h, strict=True)]
 
     def evaluate(self) -> dict[str, float]:
         return {"q": 1.2 - (self.theta[0] ** 2 + self.theta[1] ** 2)}

@@ -99,7 +99,7 @@ def run_toy_comparison(
             "wall_seconds": time.perf_counter() - started,
             "runs": [
                 {"seed": first_seed + i, "best_q": q, "step_to_1.19": h}
-                for i, (q, h) in enumerate(zip(best_qs, hits))
+                for i, (q, h) in enumerate(zip(best_qs, hits, strict=True))
             ],
         }
     out["settings"] = {

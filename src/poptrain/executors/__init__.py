@@ -9,7 +9,15 @@ from .base import Executor, Interrupted
 from .inline import InlineExecutor
 from .local import LocalExecutor, gpu_assignment
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "Interrupted", "LocalExecutor", "gpu_assignment", "make_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "InlineExecutor",
+    "Interrupted",
+    "LocalExecutor",
+    "gpu_assignment",
+    "make_executor",
+]
 
 EXECUTORS = ("local", "inline", "ray")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -50,7 +51,9 @@ class LocalExecutor:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError("workers", workers, "must be an integer >= 1")
         if start_method not in mp.get_all_start_methods():
-            raise ConfigError("start_method", start_method, f"must be one of {mp.get_all_start_methods()}")
+            raise ConfigError(
+                "start_method", start_method, f"must be one of {mp.get_all_start_methods()}"
+            )
         self.workers = count
         self.start_method = start_method
         self.max_restarts = max_restarts
@@ -65,12 +68,12 @@ class LocalExecutor:
         ctx = mp.get_context(self.start_method)
         stop = ctx.Event()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        running: dict[int, tuple[Any, WorkerSpec, int]] = {}
+        running: dict[Any, tuple[Any, WorkerSpec, int]] = {}
         restarts = 0
 
         def start(index: int, spec: WorkerSpec) -> None:
             device = gpu_assignment(index, visible)
-            process = ctx.Process(
+            process = ctx.Process(  # type: ignore[attr-defined]
                 target=_child, args=(spec, stop, device), name=f"poptrain-{spec.owner}", daemon=True
             )
             process.start()
@@ -81,7 +84,7 @@ class LocalExecutor:
         try:
             while running:
                 for sentinel in wait(list(running), timeout=1.0):
-                    process, spec, index = running.pop(sentinel)  # type: ignore[index]
+                    process, spec, index = running.pop(sentinel)
                     process.join()
                     if process.exitcode == 0 or stop.is_set():
                         continue
@@ -91,10 +94,16 @@ class LocalExecutor:
                         stop.set()
                         continue
                     if restarts >= self.max_restarts:
-                        log.error("worker %s died (exit %s); no restarts left", spec.owner, process.exitcode)
+                        log.error(
+                            "worker %s died (exit %s); no restarts left",
+                            spec.owner,
+                            process.exitcode,
+                        )
                         continue
                     restarts += 1
-                    log.warning("worker %s died (exit %s); starting another", spec.owner, process.exitcode)
+                    log.warning(
+                        "worker %s died (exit %s); starting another", spec.owner, process.exitcode
+                    )
                     start(index, replace(spec, owner=default_owner()))
         except KeyboardInterrupt:
             stop.set()
@@ -102,13 +111,13 @@ class LocalExecutor:
             raise Interrupted() from None
 
     @staticmethod
-    def _drain(running: dict[int, tuple[Any, WorkerSpec, int]], on_lost: Callable[[WorkerSpec], None]) -> None:
+    def _drain(
+        running: dict[int, tuple[Any, WorkerSpec, int]], on_lost: Callable[[WorkerSpec], None]
+    ) -> None:
         """Let workers checkpoint and leave; force out any that does not within a minute."""
         for process, spec, _index in running.values():
-            try:
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
                 process.join(timeout=60)
-            except KeyboardInterrupt:
-                pass
             if process.is_alive():
                 process.terminate()
                 process.join(timeout=5)

@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
     "BestRecord",
-    "LeaseLost",
     "EvaluationRecord",
     "EventRecord",
+    "LeaseLost",
     "MemberRecord",
     "MemberStatus",
     "PopulationStore",
@@ -137,7 +137,9 @@ class PopulationStore(Protocol):
 
     url: str
 
-    def create_run(self, name: str, config: dict[str, Any], members: Sequence[MemberRecord]) -> None:
+    def create_run(
+        self, name: str, config: dict[str, Any], members: Sequence[MemberRecord]
+    ) -> None:
         """Create a run and its members atomically; raise ``StorageError`` if it exists."""
         ...
 
@@ -149,15 +151,11 @@ class PopulationStore(Protocol):
 
     def members(self, run: str) -> list[MemberRecord]: ...
 
-    def claim(
-        self, run: str, owner: str, now: float, lease_seconds: float
-    ) -> MemberRecord | None:
+    def claim(self, run: str, owner: str, now: float, lease_seconds: float) -> MemberRecord | None:
         """Hand one idle (or expired-lease) member to ``owner``: the least advanced first."""
         ...
 
-    def update_member(
-        self, run: str, member: MemberRecord, *, owner: str | None = None
-    ) -> bool:
+    def update_member(self, run: str, member: MemberRecord, *, owner: str | None = None) -> bool:
         """Write ``member`` back; with ``owner``, only while that owner still holds it."""
         ...
 
@@ -181,7 +179,7 @@ class PopulationStore(Protocol):
 
     def events(self, run: str, member: int | None = None) -> list[EventRecord]: ...
 
-    def offer_best(self, run: str, best: BestRecord, rank: float) -> BestRecord | None | bool:
+    def offer_best(self, run: str, best: BestRecord, rank: float) -> BestRecord | bool | None:
         """Make ``best`` the run's best if ``rank`` (higher is better) beats the current one.
 
         Returns False if it was not better; otherwise the replaced record (or None).
@@ -197,4 +195,3 @@ class PopulationStore(Protocol):
         ...
 
     def close(self) -> None: ...
-

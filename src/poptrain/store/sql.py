@@ -111,6 +111,19 @@ events_table = sa.Table(
 
 _MEMBER_FIELDS = [c.name for c in members_table.columns if c.name not in ("run", "member")]
 
+# Built once: SQLAlchemy then reuses their compiled form, which keeps a report's store write
+# (the hot path) to one cheap UPDATE and one INSERT.
+_UPDATE_MEMBER = (
+    members_table.update()
+    .where(
+        members_table.c.run == sa.bindparam("k_run"),
+        members_table.c.member == sa.bindparam("k_member"),
+    )
+    .values({name: sa.bindparam(f"v_{name}") for name in _MEMBER_FIELDS})
+)
+_UPDATE_OWNED_MEMBER = _UPDATE_MEMBER.where(members_table.c.owner == sa.bindparam("k_owner"))
+_INSERT_EVALUATION = evaluations_table.insert()
+
 
 def _finite(value: float | None) -> float | None:
     # Non-finite scores are failures: stored as NULL on every backend.
@@ -143,7 +156,9 @@ class SQLStore:
     On PostgreSQL, claims take row locks with ``FOR UPDATE SKIP LOCKED``.
     """
 
-    def __init__(self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None):
+    def __init__(
+        self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None
+    ):
         self.url = url
         try:
             self.engine: Engine = sa.create_engine(url, **self._engine_options(url, engine_options))
@@ -223,7 +238,9 @@ class SQLStore:
             return
         with self.engine.begin() as conn:
             if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already holds the write lock
-                conn.execute(sa.select(runs_table.c.name).where(runs_table.c.name == run).with_for_update())
+                conn.execute(
+                    sa.select(runs_table.c.name).where(runs_table.c.name == run).with_for_update()
+                )
             self._local.conn = conn
             try:
                 yield
@@ -231,7 +248,9 @@ class SQLStore:
                 self._local.conn = None
 
     # -- runs ----------------------------------------------------------------------
-    def create_run(self, name: str, config: dict[str, Any], members_: Sequence[MemberRecord]) -> None:
+    def create_run(
+        self, name: str, config: dict[str, Any], members_: Sequence[MemberRecord]
+    ) -> None:
         now = time.time()
         try:
             with self._write() as conn:
@@ -285,10 +304,12 @@ class SQLStore:
     def set_run_status(self, name: str, status: str) -> None:
         with self._write() as conn:
             conn.execute(
-                runs_table.update().where(runs_table.c.name == name).values(status=status, updated=time.time())
+                runs_table.update()
+                .where(runs_table.c.name == name)
+                .values(status=status, updated=time.time())
             )
 
-    def offer_best(self, run: str, best: BestRecord, rank: float) -> BestRecord | None | bool:
+    def offer_best(self, run: str, best: BestRecord, rank: float) -> BestRecord | bool | None:
         with self._write() as conn:
             query = sa.select(runs_table).where(runs_table.c.name == run)
             if not self.is_sqlite:
@@ -322,14 +343,19 @@ class SQLStore:
     def members(self, run: str) -> list[MemberRecord]:
         with self._read() as conn:
             rows = conn.execute(
-                sa.select(members_table).where(members_table.c.run == run).order_by(members_table.c.member)
+                sa.select(members_table)
+                .where(members_table.c.run == run)
+                .order_by(members_table.c.member)
             ).all()
         return [_member_from_row(row) for row in rows]
 
     def claim(self, run: str, owner: str, now: float, lease_seconds: float) -> MemberRecord | None:
         claimable = sa.or_(
             members_table.c.status == MemberStatus.IDLE.value,
-            sa.and_(members_table.c.status == MemberStatus.RUNNING.value, members_table.c.lease_expires < now),
+            sa.and_(
+                members_table.c.status == MemberStatus.RUNNING.value,
+                members_table.c.lease_expires < now,
+            ),
         )
         query = (
             sa.select(members_table)
@@ -355,10 +381,12 @@ class SQLStore:
         return record
 
     def _update(self, conn: Connection, run: str, record: MemberRecord, owner: str | None) -> bool:
-        condition = [members_table.c.run == run, members_table.c.member == record.member]
-        if owner is not None:
-            condition.append(members_table.c.owner == owner)
-        result = conn.execute(members_table.update().where(*condition).values(**_member_values(record)))
+        params = {f"v_{name}": value for name, value in _member_values(record).items()}
+        params.update(k_run=run, k_member=record.member)
+        if owner is None:
+            result = conn.execute(_UPDATE_MEMBER, params)
+        else:
+            result = conn.execute(_UPDATE_OWNED_MEMBER, {**params, "k_owner": owner})
         return bool(result.rowcount)
 
     def update_member(self, run: str, member: MemberRecord, *, owner: str | None = None) -> bool:
@@ -390,18 +418,21 @@ class SQLStore:
     ) -> None:
         with self._write() as conn:
             if member is not None and not self._update(conn, run, member, owner):
-                raise LeaseLost(f"member {member.member} of run {run!r} is no longer held by {owner}")
+                raise LeaseLost(
+                    f"member {member.member} of run {run!r} is no longer held by {owner}"
+                )
             if evaluation is not None:
                 conn.execute(
-                    evaluations_table.insert().values(
-                        run=run,
-                        member=evaluation.member,
-                        step=evaluation.step,
-                        score=_finite(evaluation.score),
-                        time=evaluation.time,
-                        error=evaluation.error,
-                        owner=evaluation.owner,
-                    )
+                    _INSERT_EVALUATION,
+                    {
+                        "run": run,
+                        "member": evaluation.member,
+                        "step": evaluation.step,
+                        "score": _finite(evaluation.score),
+                        "time": evaluation.time,
+                        "error": evaluation.error,
+                        "owner": evaluation.owner,
+                    },
                 )
             if events:
                 conn.execute(
@@ -455,4 +486,3 @@ class SQLStore:
 
     def close(self) -> None:
         self.engine.dispose()
-

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .base import MemberView, PopulationView, load_callable, spec_of
-from .exploit import BinaryTournament, Elitist, ExploitStrategy, TTest, Truncation
+from .exploit import BinaryTournament, Elitist, ExploitStrategy, Truncation, TTest
 from .explore import AGGRESSIVE, MILD, CustomExplore, ExploreStrategy, GaussianNoise, Perturb
 from .ready import EverySeconds, EverySteps, ReadyStrategy, ReadyWhen
 

@@ -152,10 +152,7 @@ class GaussianNoise:
                 sigma = self.scale * abs(old) if self.relative else self.scale
                 noise = float(rng.normal(0.0, sigma)) if sigma > 0 else 0.0
                 value = dist.clip(old + noise)
-                if isinstance(dist, IntUniform):
-                    op = f"{value - old:+d}"
-                else:
-                    op = f"{noise:+.3g}"
+                op = f"{value - old:+d}" if isinstance(dist, IntUniform) else f"{noise:+.3g}"
             new[name] = value
             ops.append(Operation(name, old, value, op))
         return new, tuple(ops)

@@ -40,8 +40,10 @@ class EverySeconds:
     seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)) or not (
-            self.seconds > 0
+        if (
+            isinstance(self.seconds, bool)
+            or not isinstance(self.seconds, (int, float))
+            or not (self.seconds > 0)
         ):
             raise ConfigError("EverySeconds.seconds", self.seconds, "must be a number > 0")
 
