@@ -13,6 +13,7 @@ from .config import RunConfig
 from .decision import Continue, Decision, Exploit, Operation, Stop, Wait
 from .errors import ConfigError, PopTrainError, StorageError
 from .executors import InlineExecutor, Interrupted, LocalExecutor
+from .function_api import FunctionTrainable, Session, function_trainable
 from .population import Population
 from .results import BestMember, Result, ScheduleEntry
 from .space import Choice, Constant, Distribution, IntUniform, LogUniform, Uniform
@@ -52,6 +53,7 @@ __all__ = [
     "EverySeconds",
     "EverySteps",
     "Exploit",
+    "FunctionTrainable",
     "GaussianNoise",
     "InlineExecutor",
     "IntUniform",
@@ -67,6 +69,7 @@ __all__ = [
     "RunConfig",
     "RunDir",
     "SQLStore",
+    "Session",
     "ScheduleEntry",
     "Stop",
     "StorageError",
@@ -76,6 +79,7 @@ __all__ = [
     "Uniform",
     "Wait",
     "__version__",
+    "function_trainable",
     "open_store",
     "resume",
     "run",

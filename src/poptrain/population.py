@@ -39,7 +39,7 @@ from .store.base import (
 )
 from .strategies.base import MemberView, PopulationView
 
-__all__ = ["Population", "member_seed"]
+__all__ = ["Population", "initial_hparams", "member_seed"]
 
 SaveFn = Callable[[], str]
 
@@ -50,6 +50,17 @@ _DECIDE, _FAIL, _SYNC, _INIT = 1, 2, 3, 4
 def member_seed(run_seed: int, member: int) -> int:
     """The seed a member's Trainable gets: independent streams per member."""
     return int(np.random.SeedSequence([run_seed, member]).generate_state(1)[0])
+
+
+def initial_hparams(config: RunConfig) -> list[dict[str, Any]]:
+    """Every member's first hyperparameters: ``config.initial_hparams`` or seeded draws.
+
+    Deterministic in ``config.seed``, so reports can tell what each member started with.
+    """
+    if config.initial_hparams is not None:
+        return [dict(h) for h in config.initial_hparams]
+    rng = np.random.default_rng([config.seed, _INIT])
+    return [sample_hparams(config.space, rng) for _ in range(config.population_size)]
 
 
 def _append_schedule(
@@ -117,13 +128,8 @@ class Population:
         **options: Any,
     ) -> Population:
         """Create the run and its members (initial hyperparameters from the prior)."""
-        rng = np.random.default_rng([config.seed, _INIT])
         records = []
-        for index in range(config.population_size):
-            if config.initial_hparams is not None:
-                hparams = dict(config.initial_hparams[index])
-            else:
-                hparams = sample_hparams(config.space, rng)
+        for index, hparams in enumerate(initial_hparams(config)):
             records.append(
                 MemberRecord(
                     member=index,

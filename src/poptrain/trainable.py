@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ class Trainable(ABC):
         self.hparams = dict(hparams)
         self.apply_hparams(self.hparams)
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources when the worker drops this member (it may be rebuilt later)."""
+
 
 def score_of(result: float | Mapping[str, float], metric: str) -> float:
     """The run's metric from ``evaluate()``'s result (NaN if it is not a number)."""
@@ -92,13 +95,17 @@ def score_of(result: float | Mapping[str, float], metric: str) -> float:
         return math.nan
 
 
-def trainable_path(cls: type[Trainable]) -> str:
-    """``module:qualname``, so a worker on another host can import the class."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+def trainable_path(target: type[Trainable] | Callable[..., Any]) -> str:
+    """``module:qualname``, so a worker on another host can import the class or function."""
+    qualname = getattr(target, "__qualname__", "")
+    if "<" in qualname:
+        raise ConfigError("trainable", target, "must be defined at module level to be imported")
+    return f"{target.__module__}:{qualname}"
 
 
-def resolve_trainable(target: type[Trainable] | str) -> type[Trainable]:
-    """Accept a Trainable subclass or its ``module:qualname`` and return the class."""
+def resolve_trainable(target: type[Trainable] | Callable[..., Any] | str) -> type[Trainable]:
+    """Accept a Trainable subclass, a training function (see :mod:`poptrain.function_api`)
+    or either's ``module:qualname``, and return a Trainable class."""
     if isinstance(target, str):
         module_name, _, qualname = target.partition(":")
         try:
@@ -108,6 +115,12 @@ def resolve_trainable(target: type[Trainable] | str) -> type[Trainable]:
         except (ImportError, AttributeError) as exc:
             raise ConfigError("trainable", target, f"cannot be imported ({exc})") from None
         target = obj
-    if not (isinstance(target, type) and issubclass(target, Trainable)):
-        raise ConfigError("trainable", target, "must be a subclass of poptrain.Trainable")
-    return target
+    if isinstance(target, type) and issubclass(target, Trainable):
+        return target
+    if callable(target) and not isinstance(target, type):
+        from .function_api import function_trainable
+
+        return function_trainable(target)
+    raise ConfigError(
+        "trainable", target, "must be a poptrain.Trainable subclass or a training function"
+    )

@@ -109,7 +109,7 @@ class _Worker:
                 self._serve_member(record)
             except LeaseLost:
                 log.warning("lost the lease on member %s; dropping it", record.member)
-                self.live = None
+                self._drop()
             except ConfigError as exc:
                 self.population.store.set_run_status(self.spec.run, f"error: {exc}")
                 raise
@@ -133,8 +133,14 @@ class _Worker:
             and live.step == record.step
         ):
             return live.trainable
-        self.live = None
+        self._drop()
         return self._build(record, record.hparams, record.checkpoint)
+
+    def _drop(self) -> None:
+        """Forget the trainable held in memory, letting it release its resources."""
+        if self.live is not None:
+            live, self.live = self.live, None
+            live.trainable.close()
 
     def _serve_member(self, record: MemberRecord) -> None:
         member, step = record.member, record.step
@@ -171,6 +177,7 @@ class _Worker:
                 raise
             except Exception:
                 decision = population.fail(member, step, _error_text(f"step {step}"))
+                trainable.close()
                 if isinstance(decision, Stop):
                     self.live = None
                     return
@@ -196,6 +203,7 @@ class _Worker:
                 self._remember(state, trainable)
                 return
             if isinstance(decision, Stop):
+                trainable.close()
                 self.live = None
                 return
 
@@ -217,6 +225,8 @@ class _Worker:
         another process (a synchronous barrier) bumps the stored version, so the cache
         is only reused while it matches.
         """
+        if self.live is not None and self.live.trainable is not trainable:
+            self.live.trainable.close()
         self.live = _Live(state.member, state.version, state.step, trainable)
 
 
