@@ -7,7 +7,8 @@ import logging
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any
@@ -27,6 +28,20 @@ def gpu_assignment(worker_index: int, visible: str | None) -> str | None:
         return None
     devices = [d.strip() for d in visible.split(",") if d.strip()]
     return devices[worker_index % len(devices)] if devices else None
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start children with SIGINT ignored, so a Ctrl-C during their start-up (imports) cannot
+    kill them: Python keeps an inherited SIG_IGN. The parent turns Ctrl-C into a stop flag."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _child(spec: WorkerSpec, stop: Any, device: str | None) -> None:
@@ -76,7 +91,8 @@ class LocalExecutor:
             process = ctx.Process(  # type: ignore[attr-defined]
                 target=_child, args=(spec, stop, device), name=f"poptrain-{spec.owner}", daemon=True
             )
-            process.start()
+            with _sigint_ignored():
+                process.start()
             running[process.sentinel] = (process, spec, index)
 
         for index in range(self.workers):
