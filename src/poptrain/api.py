@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStorage, open_checkpoints
 from .config import RunConfig
 from .errors import ConfigError
 from .executors import Executor, Interrupted, make_executor
@@ -69,10 +69,10 @@ class RunDir:
             storage = sqlite_url(root / data["storage_relative"])
         return cls(root, data["name"], storage, checkpoints)
 
-    def open(self) -> tuple[PopulationStore, CheckpointStore]:
+    def open(self) -> tuple[PopulationStore, CheckpointStorage]:
         store = open_store(self.storage)
         check_store_is_usable(store)
-        return store, CheckpointStore(self.checkpoints)
+        return store, open_checkpoints(self.checkpoints)
 
     def result(self) -> Result:
         store, checkpoints = self.open()
@@ -149,11 +149,19 @@ def run(
     Ctrl-C stops the workers after their current step; every member is checkpointed and
     the run can be continued with :func:`resume`. ``progress=True`` draws a live table of
     the population in the terminal.
+
+    On a cluster, ``storage`` is a server database (``postgresql+psycopg://…``),
+    ``checkpoints`` a folder every host mounts or an fsspec URL (``s3://…``), and
+    ``executor`` is ``"ray"`` (or a :class:`~poptrain.executors.ray.RayExecutor`).
+    ``workers=0`` only creates the run and returns (status ``created``): processes
+    started with ``poptrain worker`` on any host then serve it.
     """
     cfg = trainable if isinstance(trainable, RunConfig) else run_config(trainable, **config)
     if isinstance(trainable, RunConfig) and config:
         raise ConfigError("run", sorted(config), "takes no config keywords with a ready RunConfig")
-    chosen = make_executor(executor, workers=workers)
+    cfg.trainable_class()  # a "module:Class" that does not import is refused before any work
+    # workers=0: create the run for `poptrain worker` processes to serve.
+    chosen = None if workers == 0 else make_executor(executor, workers=workers)
     root = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if (root / RUN_FILE).exists():
         raise ConfigError(
@@ -166,9 +174,9 @@ def run(
     store = open_store(url)
     try:
         check_store_is_usable(store)
-        ckpts = CheckpointStore(
+        ckpts = open_checkpoints(
             checkpoint_location
-            if Path(checkpoint_location).is_absolute()
+            if Path(checkpoint_location).is_absolute() or "://" in checkpoint_location
             else root / checkpoint_location
         )
         Population.create(store, run_name, cfg, ckpts)
@@ -181,6 +189,8 @@ def run(
             "config": cfg.to_spec(),
         }
         (root / RUN_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if chosen is None:
+            return Result.load(store, run_name, ckpts)
         return _execute(store, RunDir.read(root), ckpts, chosen, cfg, progress)
     finally:
         store.close()
@@ -219,7 +229,7 @@ def resume(
 def _execute(
     store: PopulationStore,
     info: RunDir,
-    ckpts: CheckpointStore,
+    ckpts: CheckpointStorage,
     executor: Executor,
     cfg: RunConfig,
     progress: bool,
@@ -231,7 +241,7 @@ def _execute(
         return WorkerSpec(
             storage=info.storage,
             run=info.name,
-            checkpoint_root=str(ckpts.root),
+            checkpoint_root=ckpts.location,
             owner=default_owner(f"w{index}"),
             rotate=rotate,
         )

@@ -8,7 +8,13 @@ Exploit never re-serialises weights: :meth:`CheckpointStore.share` gives the exp
 member its own hard-linked copy of the source's folder (a plain copy where the file
 system has no hard links). Each name is owned by exactly one member (or by the run's
 best-ever record), so deleting a member's superseded checkpoint can never remove data
-that another member, or a pending exploit, still refers to.
+that another member, or a pending exploit, still refers to. A deleted folder is first
+renamed away, so a copy made at that moment fails (and is retried) instead of being
+silently incomplete.
+
+:func:`open_checkpoints` also opens fsspec URLs (``s3://``, ``gs://``, ``memory://``…) as
+:class:`~poptrain.remote_checkpoints.FsspecCheckpointStore`, with the same rules; both
+satisfy :class:`CheckpointStorage`.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .errors import StorageError
 
-__all__ = ["CheckpointStore"]
+__all__ = ["CheckpointStorage", "CheckpointStore", "open_checkpoints"]
 
 BEST = "_best"
 
@@ -54,11 +61,54 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+@runtime_checkable
+class CheckpointStorage(Protocol):
+    """Where a run's checkpoints live; refs are ``<owner>/<label>-<id>`` strings."""
+
+    #: What a worker, on this host or another, passes to :func:`open_checkpoints`.
+    location: str
+
+    def path(self, ref: str) -> Path:
+        """A local folder holding ``ref``'s files, for ``Trainable.load``."""
+        ...
+
+    def exists(self, ref: str) -> bool: ...
+
+    def save(self, member: int, step: int, writer: Callable[[Path], None]) -> str:
+        """Run ``writer(folder)`` on an empty local folder and publish it atomically."""
+        ...
+
+    def share(self, ref: str, owner: int | str, step: int) -> str:
+        """A copy of ``ref`` owned by ``owner``; ``FileNotFoundError`` if ``ref`` is gone."""
+        ...
+
+    def share_as_best(self, ref: str, step: int) -> str: ...
+
+    def delete(self, ref: str | None) -> None: ...
+
+    def refs(self) -> set[str]: ...
+
+    def collect_garbage(self, keep: set[str]) -> list[str]: ...
+
+
+def open_checkpoints(location: str | Path) -> CheckpointStorage:
+    """The checkpoint storage at ``location``: a folder, or an fsspec URL (``scheme://…``).
+
+    Raises :class:`~poptrain.errors.StorageError` if it cannot be written.
+    """
+    if isinstance(location, str) and "://" in location:
+        from .remote_checkpoints import FsspecCheckpointStore  # fsspec is an optional extra
+
+        return FsspecCheckpointStore(location)
+    return CheckpointStore(location)
+
+
 class CheckpointStore:
     """Checkpoint folders under ``root``: ``<member>/<step>-<id>`` and ``_best/<id>``."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        self.location = str(self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe-{uuid.uuid4().hex}"
@@ -113,16 +163,27 @@ class CheckpointStore:
         try:
             shutil.copytree(source, tmp, copy_function=_link_or_copy)
             return self._commit(tmp, self._new_ref(str(owner), f"{step:08d}"))
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, (OSError, shutil.Error)) and not source.is_dir():
+                raise FileNotFoundError(ref) from None  # deleted while it was being copied
             raise
 
     def share_as_best(self, ref: str, step: int) -> str:
         return self.share(ref, BEST, step)
 
     def delete(self, ref: str | None) -> None:
-        if ref:
-            shutil.rmtree(self.path(ref), ignore_errors=True)
+        if not ref:
+            return
+        # Renamed away first (atomic), so a concurrent share() sees all of it or nothing.
+        doomed = self.root / f".tmp-{uuid.uuid4().hex}"
+        try:
+            os.rename(self.path(ref), doomed)
+        except FileNotFoundError:
+            return
+        except OSError:
+            doomed = self.path(ref)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def refs(self) -> set[str]:
         """Every published ref (temporary folders excluded)."""

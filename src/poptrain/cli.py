@@ -14,7 +14,7 @@ from .executors import Interrupted
 __all__ = ["main"]
 
 #: Modules of ``poptrain.commands``; each has ``register(subparsers)`` which sets ``func``.
-COMMANDS = ("demo", "run")
+COMMANDS = ("demo", "run", "resume", "report", "plot", "replay", "export", "worker")
 
 
 def build_parser() -> argparse.ArgumentParser:

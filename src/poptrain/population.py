@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStorage
 from .config import RunConfig
 from .decision import Continue, Decision, Exploit, Operation, Stop, Wait
 from .errors import ConfigError, StorageError
@@ -101,7 +101,7 @@ class Population:
         store: PopulationStore,
         run: str,
         config: RunConfig,
-        checkpoints: CheckpointStore,
+        checkpoints: CheckpointStorage,
         *,
         owner: str = "main",
         lease_seconds: float = 600.0,
@@ -124,7 +124,7 @@ class Population:
         store: PopulationStore,
         run: str,
         config: RunConfig,
-        checkpoints: CheckpointStore,
+        checkpoints: CheckpointStorage,
         **options: Any,
     ) -> Population:
         """Create the run and its members (initial hyperparameters from the prior)."""
@@ -138,12 +138,12 @@ class Population:
                     schedule=[{"step": 0, "hparams": dict(hparams), "member": index}],
                 )
             )
-        store.create_run(run, config.to_spec(), records)
+        store.create_run(run, config.to_spec(), records, checkpoints=checkpoints.location)
         return cls(store, run, config, checkpoints, **options)
 
     @classmethod
     def open(
-        cls, store: PopulationStore, run: str, checkpoints: CheckpointStore, **options: Any
+        cls, store: PopulationStore, run: str, checkpoints: CheckpointStorage, **options: Any
     ) -> Population:
         """Join an existing run: its configuration comes from the store."""
         record = store.get_run(run)
@@ -197,6 +197,28 @@ class Population:
     def is_done(self) -> bool:
         """Whether every member finished or failed for good."""
         return all(record.status.is_terminal() for record in self.store.members(self.run))
+
+    def renew_leases(self) -> list[int]:
+        """Extend the leases of the members held here (a heartbeat, from any thread).
+
+        Returns the members still held; a member whose lease went to another owner is not.
+        """
+        held = list(self._held)
+        if not held:
+            return []
+        return self.store.renew_leases(
+            self.run, self.owner, held, self.clock() + self.lease_seconds
+        )
+
+    def abandon(self) -> None:
+        """Forget the held members and give them back as the store has them.
+
+        For when a write was lost (the store went away mid-transaction): the in-memory
+        state is ahead of the store's, so each member resumes from its last stored
+        checkpoint, like a member whose worker died.
+        """
+        self._held.clear()
+        self.store.release_owner(self.run, self.owner)
 
     # -- tell --------------------------------------------------------------------------
     def tell(self, member: int, step: int, score: float, *, save: SaveFn | None = None) -> Decision:
@@ -278,7 +300,20 @@ class Population:
         if choice is None:
             choice = self._restart_own(record, rng)
         superseded = self._apply(record, choice)
-        self._write(record, evaluation, [failure, self._event(record, step, choice, now)])
+        events = [failure, self._event(record, step, choice, now)]
+        if record.step >= self.config.max_steps:
+            # The failed step spent the last of the budget: the member ends on the copied
+            # state instead of training past max_steps.
+            record.status = MemberStatus.FINISHED
+            record.owner = None
+            with self.store.locked(self.run):
+                self._write(record, evaluation, events)
+                if self.config.synchronous:
+                    superseded += self._close_generation()
+            self._cleanup(superseded)
+            del self._held[member]
+            return Stop("finished")
+        self._write(record, evaluation, events)
         self._cleanup(superseded)
         return self._decision(choice)
 

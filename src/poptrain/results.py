@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStorage
 from .config import RunConfig
 from .errors import ConfigError
 from .store import EvaluationRecord, EventRecord, MemberRecord, PopulationStore
@@ -65,7 +65,7 @@ class Result:
     events: list[EventRecord]
 
     @classmethod
-    def load(cls, store: PopulationStore, run: str, checkpoints: CheckpointStore) -> Result:
+    def load(cls, store: PopulationStore, run: str, checkpoints: CheckpointStorage) -> Result:
         record = store.get_run(run)
         if record is None:
             raise ConfigError("run", run, f"no such run in {store.url}")
@@ -134,12 +134,13 @@ class Result:
         out += [{"record": "event", **asdict(e)} for e in self.events]
         return out
 
-    def to_dataframe(self) -> Any:
-        """Evaluations as a pandas DataFrame (needs the ``pandas`` extra)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ConfigError(
-                "to_dataframe", "pandas", "is not installed: pip install 'poptrain[pandas]'"
-            ) from None
-        return pd.DataFrame([asdict(e) for e in self.evaluations])
+    def to_dataframe(self, kind: str = "evaluations") -> Any:
+        """The run's rows as a pandas DataFrame (needs the ``pandas`` extra).
+
+        ``kind``: ``"evaluations"`` (member, step, age, score, error, owner, time and the
+        hyperparameters each step was trained with, as ``hparam.<name>`` columns),
+        ``"events"`` (exploits, explores, failures, rollbacks) or ``"all"``; in time order.
+        """
+        from .export import dataframe  # an upper layer, only for this convenience
+
+        return dataframe(self, kind)

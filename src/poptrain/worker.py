@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -20,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .checkpoints import CheckpointStore
+from .checkpoints import open_checkpoints
 from .decision import Continue, Exploit, Stop, Wait
 from .errors import ConfigError
 from .population import Population
-from .store import LeaseLost, MemberRecord, open_store
+from .store import LeaseLost, MemberRecord, StoreUnavailable, open_store
 from .trainable import Trainable, score_of
 
 __all__ = ["WorkerSpec", "default_owner", "serve"]
@@ -74,13 +75,50 @@ def serve(spec: WorkerSpec, should_stop: StopFlag = lambda: False) -> int:
     """
     store = open_store(spec.storage)
     try:
-        checkpoints = CheckpointStore(spec.checkpoint_root)
+        checkpoints = open_checkpoints(spec.checkpoint_root)
         population = Population.open(
             store, spec.run, checkpoints, owner=spec.owner, lease_seconds=spec.lease_seconds
         )
-        return _Worker(spec, population, should_stop).loop()
+        try:
+            worker = _Worker(spec, population, should_stop)
+        except ConfigError as exc:
+            # e.g. the trainable cannot be imported: no restart can mend it, stop the run.
+            store.set_run_status(spec.run, f"error: {exc}")
+            raise
+        with _Heartbeat(population, spec.lease_seconds / 3):
+            return worker.loop()
     finally:
         store.close()
+
+
+class _Heartbeat:
+    """Extends the leases of the members this worker holds, every ``lease_seconds / 3``.
+
+    A step longer than the lease keeps its member; a worker that died (host lost, process
+    killed) stops renewing, and after its lease another worker reclaims the member from
+    its last checkpoint.
+    """
+
+    def __init__(self, population: Population, interval: float) -> None:
+        self.population = population
+        self.interval = max(interval, 0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poptrain-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.population.renew_leases()
+            except Exception as exc:  # the next beat tries again; the lease has slack
+                log.warning("could not renew leases: %s", exc)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class _Worker:
@@ -110,6 +148,11 @@ class _Worker:
             except LeaseLost:
                 log.warning("lost the lease on member %s; dropping it", record.member)
                 self._drop()
+            except StoreUnavailable as exc:
+                # A write was lost with the connection: go on from what the store has.
+                log.warning("member %s goes back to its last checkpoint: %s", record.member, exc)
+                self._drop()
+                self.population.abandon()
             except ConfigError as exc:
                 self.population.store.set_run_status(self.spec.run, f"error: {exc}")
                 raise
@@ -173,7 +216,7 @@ class _Worker:
                 decision = population.tell(
                     member, step, score, save=self._saver(trainable, member, step)
                 )
-            except (ConfigError, LeaseLost, KeyboardInterrupt):
+            except (ConfigError, LeaseLost, StoreUnavailable, KeyboardInterrupt):
                 raise
             except Exception:
                 decision = population.fail(member, step, _error_text(f"step {step}"))

@@ -1,14 +1,15 @@
-"""``poptrain demo toy``: the paper's toy example."""
+"""``poptrain demo``: the digits demo (the default) and the paper's toy example."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import asdict, replace
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from .common import add_execution_options, print_json
+from .common import add_execution_options, add_progress_options, live, print_json
 
 __all__ = ["register"]
 
@@ -25,12 +26,179 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     toy.add_argument("--json", action="store_true", help="print one JSON object")
     add_execution_options(toy)
     toy.set_defaults(func=_toy, workers=2)
-    demo.set_defaults(func=_toy_default, demo=None)
+    digits = kinds.add_parser(
+        "digits",
+        help="the main demo (the default): a small CNN on scikit-learn's digits; "
+        "--compare: PBT vs random and grid search on the same budget",
+    )
+    _add_digits_options(digits)
+    digits.set_defaults(func=_digits)
+    # Plain ``poptrain demo`` runs the digits demo with its defaults.
+    demo.set_defaults(func=_digits, demo=None, **_DIGITS_DEFAULTS)
 
 
-def _toy_default(args: argparse.Namespace) -> int:
-    print("usage: poptrain demo {toy}", file=sys.stderr)
-    return 2
+_DIGITS_DEFAULTS = {
+    "compare": False,
+    "seeds": 3,
+    "seed": 0,
+    "steps": None,
+    "members": None,
+    "methods": None,
+    "json": False,
+    "quiet": False,
+    "run_dir": None,
+    "storage": None,
+    "executor": "local",
+    "workers": 2,
+}
+
+
+def _add_digits_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run PBT, random search and grid search on the same budget and compare test accuracy",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="with --compare: how many seeds (default 3)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the (first) seed (default 0)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per member")
+    parser.add_argument("--members", type=int, default=None, help="population size (default 8)")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="with --compare: comma-separated methods among pbt, random_search, grid_search, "
+        "tpe (default: pbt,random_search,grid_search)",
+    )
+    add_progress_options(parser)
+    add_execution_options(parser)
+    parser.set_defaults(workers=2)
+
+
+def _digits_settings(args: argparse.Namespace) -> Any:
+    from ..demos.digits_compare import DigitsSettings
+
+    settings = DigitsSettings()
+    changes = {}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.members is not None:
+        changes["members"] = args.members
+    return replace(settings, **changes)
+
+
+def _digits(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _digits_compare(args)
+    import time
+
+    from ..demos.digits_compare import run_digits, schedule_lines
+
+    settings = _digits_settings(args)
+    started = time.perf_counter()
+    outcome, test = run_digits(
+        "pbt",
+        settings=settings,
+        seed=args.seed,
+        run_dir=args.run_dir,
+        storage=args.storage,
+        executor=args.executor,
+        workers=args.workers,
+        progress=live(args),
+    )
+    seconds = time.perf_counter() - started
+    result, best = outcome.results[0], outcome.best
+    if args.json:
+        print_json(
+            {
+                "test_accuracy": test,
+                "val_accuracy": best.score,
+                "best": {
+                    "member": best.member,
+                    "step": best.step,
+                    "age": best.age,
+                    "hparams": best.hparams,
+                },
+                "schedule": [
+                    {"step": e.step, "member": e.member, "hparams": e.hparams}
+                    for e in result.schedule
+                ],
+                "steps_trained": outcome.steps_trained,
+                "exploits": outcome.exploits,
+                "wall_seconds": round(seconds, 2),
+                "run_dir": str(outcome.run_dirs[0]),
+                "settings": asdict(settings),
+            }
+        )
+        return 0
+    out = Console()
+    out.print(
+        f"[bold]best test accuracy: {test:.4f}[/bold]  (validation {best.score:.4f}; "
+        f"member {best.member} at step {best.step}, weights trained {best.age} steps)"
+    )
+    out.print("winner's hyperparameter schedule:")
+    for line in schedule_lines(result):
+        out.print(f"  {line}", highlight=False)
+    out.print(
+        f"{outcome.steps_trained} steps trained by {settings.members} members, "
+        f"{outcome.exploits} exploits, {seconds:.0f}s"
+    )
+    out.print(f"run directory: {outcome.run_dirs[0]}", highlight=False)
+    return 0
+
+
+def _digits_compare(args: argparse.Namespace) -> int:
+    from ..demos.digits_compare import COMPARE_METHODS, run_digits_comparison
+
+    methods = (
+        COMPARE_METHODS
+        if args.methods is None
+        else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    )
+    settings = _digits_settings(args)
+    console = Console(stderr=True)
+    figures = run_digits_comparison(
+        seeds=args.seeds,
+        first_seed=args.seed,
+        methods=methods,
+        settings=settings,
+        run_dir=args.run_dir,
+        storage=args.storage,
+        executor=args.executor,
+        workers=args.workers,
+        progress=(lambda line: None) if args.json or args.quiet else console.print,
+    )
+    if args.json:
+        print_json(figures)
+        return 0
+    table = Table(
+        title=f"Digits: test accuracy of the best state, {args.seeds} seed(s), "
+        f"{settings.members} members x {settings.steps} steps = "
+        f"{figures['budget_steps']} steps per run for every method"
+    )
+    for column in (
+        "method",
+        "test acc. (mean)",
+        "± std",
+        "validation (mean)",
+        "per seed",
+        "steps per run",
+    ):
+        table.add_column(column)
+    for method in methods:
+        row = figures[method]
+        table.add_row(
+            method,
+            f"{row['test_accuracy_mean']:.4f}",
+            f"{row['test_accuracy_std']:.4f}",
+            f"{row['val_accuracy_mean']:.4f}",
+            " ".join(f"{r['test_accuracy']:.4f}" for r in row["runs"]),
+            ", ".join(str(s) for s in row["steps_trained"]),
+        )
+    Console().print(table)
+    print(f"runs kept in {figures['settings']['run_dir']}")
+    return 0
 
 
 def _toy(args: argparse.Namespace) -> int:
@@ -48,6 +216,11 @@ def _toy(args: argparse.Namespace) -> int:
         executor=args.executor,
         workers=args.workers,
         storage_for=(lambda method, seed: args.storage),
+        checkpoints_for=(
+            lambda method, seed: (
+                f"{args.checkpoints.rstrip('/')}/{method}-{seed}" if args.checkpoints else None
+            )
+        ),
         progress=(lambda line: None) if args.json else console.print,
     )
     if args.json:

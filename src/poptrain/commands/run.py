@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .common import add_execution_options, execution_kwargs, print_json
+from .common import add_execution_options, add_progress_options, execution_kwargs, live, print_json
 
-__all__ = ["register"]
+__all__ = ["print_result", "register"]
+
+if TYPE_CHECKING:
+    from ..results import Result
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         'exploit, explore ({"type": "Perturb", ...}), synchronous, seed.',
     )
     parser.add_argument("config", help="path to the config file")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_progress_options(parser)
     add_execution_options(parser)
     parser.set_defaults(func=_run)
 
@@ -48,14 +51,28 @@ def _read_config(path: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import time
+
     from ..api import run
     from ..config import RunConfig
 
     config = RunConfig.from_spec(_read_config(args.config))
-    result = run(config, run_dir=args.run_dir, **execution_kwargs(args))
+    if args.run_dir is None:  # chosen here so that a Ctrl-C can say where to resume
+        args.run_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    result = run(config, run_dir=args.run_dir, progress=live(args), **execution_kwargs(args))
+    if args.workers == 0:  # created only: `poptrain worker` processes serve it
+        from .worker import print_created
+
+        return print_created(result.run, args.run_dir, args.json)
+    return print_result(result, args)
+
+
+def print_result(result: Result, args: argparse.Namespace) -> int:
+    """The end of ``run`` and ``resume``: the best state and its schedule (or JSON)."""
     best = result.best
     summary = {
         "run": result.run,
+        "run_dir": args.run_dir,
         "status": result.status,
         "best": None
         if best is None
@@ -74,10 +91,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"run {result.run}: {result.status}, no member produced a usable score")
         return 1
     print(
-        f"run {result.run}: {result.status}; best {config.metric} = {best.score:.6g} "
+        f"run {result.run}: {result.status}; best {result.config.metric} = {best.score:.6g} "
         f"(member {best.member}, step {best.step})"
     )
     for entry in result.schedule:
         print(f"  from step {entry.step:>6}: {entry.hparams}")
     print(f"best checkpoint: {best.checkpoint}")
+    print(f"run directory: {args.run_dir} (poptrain report/plot/replay/export {args.run_dir})")
     return 0

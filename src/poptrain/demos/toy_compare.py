@@ -50,6 +50,7 @@ def run_toy_comparison(
     executor: str = "local",
     workers: int | None = 2,
     storage_for: Callable[[str, int], str | None] = lambda method, seed: None,
+    checkpoints_for: Callable[[str, int], str | None] = lambda method, seed: None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Run every method on ``seeds`` seeds; return the figures as one JSON-able dict."""
@@ -79,6 +80,7 @@ def run_toy_comparison(
                 synchronous=True,
                 run_dir=where,
                 storage=storage_for(method, seed),
+                checkpoints=checkpoints_for(method, seed),
                 executor=executor,
                 workers=workers,
                 name=f"toy-{method}-{seed}-{int(time.time() * 1000)}",

@@ -7,17 +7,19 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PopTrainError
 from ..worker import WorkerSpec, default_owner, serve
 from .base import Interrupted
 
-__all__ = ["LocalExecutor", "gpu_assignment"]
+__all__ = ["LocalExecutor", "gpu_assignment", "visible_gpus"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,20 @@ def gpu_assignment(worker_index: int, visible: str | None) -> str | None:
         return None
     devices = [d.strip() for d in visible.split(",") if d.strip()]
     return devices[worker_index % len(devices)] if devices else None
+
+
+def visible_gpus(
+    environ: Mapping[str, str] = os.environ, driver: Path = Path("/proc/driver/nvidia/gpus")
+) -> str | None:
+    """The GPUs local workers share out, one each: ``CUDA_VISIBLE_DEVICES`` when it is set,
+    else every GPU the NVIDIA driver lists (a folder each in ``/proc/driver/nvidia/gpus``)."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return environ["CUDA_VISIBLE_DEVICES"]
+    try:
+        count = sum(1 for _ in driver.iterdir())
+    except OSError:
+        return None  # no NVIDIA driver: nothing to assign
+    return ",".join(str(index) for index in range(count)) or None
 
 
 @contextlib.contextmanager
@@ -49,7 +65,12 @@ def _child(spec: WorkerSpec, stop: Any, device: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
-    serve(spec, should_stop=stop.is_set)
+    try:
+        serve(spec, should_stop=stop.is_set)
+    except PopTrainError as exc:
+        # Already recorded in the run's status, which the parent reports: no traceback.
+        print(f"poptrain worker {spec.owner}: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 class LocalExecutor:
@@ -82,7 +103,7 @@ class LocalExecutor:
     ) -> None:
         ctx = mp.get_context(self.start_method)
         stop = ctx.Event()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible = visible_gpus()
         running: dict[Any, tuple[Any, WorkerSpec, int]] = {}
         restarts = 0
 

@@ -13,6 +13,7 @@ from .base import (
     MemberStatus,
     PopulationStore,
     RunRecord,
+    StoreUnavailable,
 )
 from .sql import SQLStore
 
@@ -26,6 +27,7 @@ __all__ = [
     "PopulationStore",
     "RunRecord",
     "SQLStore",
+    "StoreUnavailable",
     "open_store",
     "sqlite_url",
 ]

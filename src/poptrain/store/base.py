@@ -13,6 +13,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import StorageError
+
 __all__ = [
     "BestRecord",
     "EvaluationRecord",
@@ -22,11 +24,21 @@ __all__ = [
     "MemberStatus",
     "PopulationStore",
     "RunRecord",
+    "StoreUnavailable",
 ]
 
 
 class LeaseLost(Exception):
     """The member's lease went to another owner (this one was presumed dead)."""
+
+
+class StoreUnavailable(StorageError):
+    """The store's server went away inside a transaction that cannot be replayed (a
+    ``locked`` section), or stayed away longer than the store keeps retrying.
+
+    Nothing of the failed transaction was written: the caller drops what it held and goes
+    on from what the store has (a member resumes from its last checkpoint).
+    """
 
 
 class MemberStatus(str, enum.Enum):
@@ -129,6 +141,9 @@ class RunRecord:
     created: float
     updated: float
     best: BestRecord | None = None
+    #: Where the run's checkpoints live (a path or an fsspec URL), so that workers joining
+    #: from other hosts find them; None for runs created without it.
+    checkpoints: str | None = None
 
 
 @runtime_checkable
@@ -138,7 +153,12 @@ class PopulationStore(Protocol):
     url: str
 
     def create_run(
-        self, name: str, config: dict[str, Any], members: Sequence[MemberRecord]
+        self,
+        name: str,
+        config: dict[str, Any],
+        members: Sequence[MemberRecord],
+        *,
+        checkpoints: str | None = None,
     ) -> None:
         """Create a run and its members atomically; raise ``StorageError`` if it exists."""
         ...
@@ -153,6 +173,12 @@ class PopulationStore(Protocol):
 
     def claim(self, run: str, owner: str, now: float, lease_seconds: float) -> MemberRecord | None:
         """Hand one idle (or expired-lease) member to ``owner``: the least advanced first."""
+        ...
+
+    def renew_leases(
+        self, run: str, owner: str, members: Sequence[int], lease_expires: float
+    ) -> list[int]:
+        """Extend ``owner``'s leases on ``members`` it still holds; return those members."""
         ...
 
     def update_member(self, run: str, member: MemberRecord, *, owner: str | None = None) -> bool:

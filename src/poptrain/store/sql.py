@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -23,9 +25,12 @@ from .base import (
     MemberRecord,
     MemberStatus,
     RunRecord,
+    StoreUnavailable,
 )
 
 __all__ = ["SQLStore"]
+
+log = logging.getLogger(__name__)
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 metadata = sa.MetaData()
@@ -35,7 +40,8 @@ runs_table = sa.Table(
     metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("config", _JSON, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
+    # Text: a run that hit an error keeps "error: <message>" here (PostgreSQL enforces lengths).
+    sa.Column("status", sa.Text, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),
     sa.Column("best_member", sa.Integer),
@@ -47,6 +53,7 @@ runs_table = sa.Table(
     sa.Column("best_checkpoint", sa.Text),
     sa.Column("best_schedule", _JSON),
     sa.Column("best_time", sa.Float),
+    sa.Column("checkpoints", sa.Text),
 )
 
 members_table = sa.Table(
@@ -124,6 +131,30 @@ _UPDATE_MEMBER = (
 _UPDATE_OWNED_MEMBER = _UPDATE_MEMBER.where(members_table.c.owner == sa.bindparam("k_owner"))
 _INSERT_EVALUATION = evaluations_table.insert()
 
+#: Columns added since the first schema, as (table, column, SQL type): ``create_schema``
+#: adds those an existing database lacks.
+_ADDED_COLUMNS = (("poptrain_runs", "checkpoints", "TEXT"),)
+#: PostgreSQL advisory lock that serialises schema creation and migration ("poptrain").
+_SCHEMA_LOCK = 0x706F70747261696E
+#: SQLSTATEs worth retrying: connection exceptions (class 08), a server shutting down or
+#: starting up, too many connections, serialisation failures and deadlocks.
+_TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _retrying(
+    method: Callable[Concatenate[SQLStore, _P], _R],
+) -> Callable[Concatenate[SQLStore, _P], _R]:
+    """Run the store method again (a fresh transaction) while the server is unreachable."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return self._retry(functools.partial(method, self, *args, **kwargs), method.__name__)
+
+    return wrapper
+
 
 def _finite(value: float | None) -> float | None:
     # Non-finite scores are failures: stored as NULL on every backend.
@@ -153,13 +184,28 @@ class SQLStore:
 
     SQLite runs in WAL mode, and every write transaction starts with ``BEGIN IMMEDIATE``
     so read-modify-write sections from many processes are serialised by the database.
-    On PostgreSQL, claims take row locks with ``FOR UPDATE SKIP LOCKED``.
+    On PostgreSQL (READ COMMITTED), claims take row locks with ``FOR UPDATE SKIP LOCKED``,
+    writes by a holder are conditional on its ownership, and ``locked`` and
+    ``offer_best`` lock the run's row.
+
+    A server that goes away (a restart, a fail-over) is waited for: once the store has
+    been reached, every method is retried in a fresh transaction, with backoff, for up to
+    ``retry_seconds``; then, or when the connection drops inside ``locked``, it raises
+    :class:`~poptrain.store.StoreUnavailable`. A store that cannot be reached when it is
+    opened fails at once with :class:`~poptrain.errors.StorageError`.
     """
 
     def __init__(
-        self, url: str, *, create: bool = True, engine_options: dict[str, Any] | None = None
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        engine_options: dict[str, Any] | None = None,
+        retry_seconds: float = 60.0,
     ):
         self.url = url
+        self.retry_seconds = retry_seconds
+        self._reachable = False
         try:
             self.engine: Engine = sa.create_engine(url, **self._engine_options(url, engine_options))
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -178,8 +224,16 @@ class SQLStore:
             options["connect_args"] = {"timeout": 60, "check_same_thread": False}
         else:
             options.update(pool_pre_ping=True, pool_size=2, max_overflow=4)
+            if url.startswith("postgresql"):
+                # An unreachable host fails in seconds instead of the TCP timeout.
+                options["connect_args"] = {"connect_timeout": 10}
         options.update(extra or {})
         return options
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     @staticmethod
     def _configure_sqlite(engine: Engine) -> None:
@@ -201,14 +255,81 @@ class SQLStore:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def create_schema(self) -> None:
+        """Create the tables, or add the columns an older schema lacks.
+
+        Safe when many workers start at once: on PostgreSQL the section holds a
+        transaction-level advisory lock, on SQLite ``BEGIN IMMEDIATE`` serialises it.
+        """
         try:
             with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":
+                    lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+                    conn.execute(lock, {"key": _SCHEMA_LOCK})
                 metadata.create_all(conn, checkfirst=True)
-        except sa.exc.OperationalError as exc:
-            if "already exists" not in str(exc):
-                raise StorageError(f"cannot open the store at {self.url}: {exc.orig}") from None
+                columns = {
+                    table: {c["name"] for c in sa.inspect(conn).get_columns(table)}
+                    for table in {table for table, _column, _type in _ADDED_COLUMNS}
+                }
+                for table, column, sql_type in _ADDED_COLUMNS:
+                    if column not in columns[table]:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
         except sa.exc.IntegrityError:
-            pass  # another process created the same tables a moment ago
+            pass  # a server without the advisory lock: another process created them just now
+        except sa.exc.DBAPIError as exc:
+            if "already exists" not in str(exc):
+                reason = str(exc.orig).strip()
+                raise StorageError(f"cannot open the store at {self.safe_url}: {reason}") from None
+        self._reachable = True
+
+    # -- retries -------------------------------------------------------------------
+    def _transient(self, exc: sa.exc.DBAPIError) -> bool:
+        """Whether ``exc`` means the server went away (worth a new connection), not a refusal."""
+        if self.is_sqlite:
+            return False  # one file: busy_timeout already waits for the lock
+        if exc.connection_invalidated:
+            return True
+        state = getattr(exc.orig, "sqlstate", None)
+        if state:
+            return str(state).startswith("08") or state in _TRANSIENT_STATES
+        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+    def _retry(self, call: Callable[[], _R], what: str) -> _R:
+        if getattr(self._local, "conn", None) is not None:
+            # Inside locked(): only the section's caller can redo the whole section.
+            try:
+                return call()
+            except sa.exc.DBAPIError as exc:
+                if self._transient(exc):
+                    raise StoreUnavailable(
+                        f"lost the store at {self.safe_url} in a locked section: {exc.orig}"
+                    ) from exc
+                raise
+        delay, attempt, started = 0.05, 0, time.monotonic()
+        try:
+            while True:
+                self._local.attempt = attempt
+                try:
+                    result = call()
+                except sa.exc.DBAPIError as exc:
+                    if not (self._reachable and self._transient(exc)):
+                        raise
+                    waited = time.monotonic() - started
+                    if waited >= self.retry_seconds:
+                        raise StoreUnavailable(
+                            f"the store at {self.safe_url} has not answered for {waited:.0f} s: "
+                            f"{str(exc.orig).strip()}"
+                        ) from exc
+                    if attempt == 0:
+                        log.warning("store unreachable (%s); retrying %s", exc.orig, what)
+                    time.sleep(min(delay, self.retry_seconds - waited))
+                    delay, attempt = min(delay * 2, 2.0), attempt + 1
+                    continue
+                self._reachable = True
+                if attempt:
+                    log.warning("store reachable again after %d retries of %s", attempt, what)
+                return result
+        finally:
+            self._local.attempt = 0
 
     # -- connections ---------------------------------------------------------------
     @contextmanager
@@ -231,32 +352,65 @@ class SQLStore:
             with conn.begin():
                 yield conn
 
+    def _begin_locked(self, run: str) -> tuple[Connection, sa.RootTransaction]:
+        conn = self.engine.connect()
+        try:
+            transaction = conn.begin()
+            if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already holds the write lock
+                conn.execute(
+                    sa.select(runs_table.c.name).where(runs_table.c.name == run).with_for_update()
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn, transaction
+
     @contextmanager
     def locked(self, run: str) -> Iterator[None]:
         if getattr(self._local, "conn", None) is not None:
             yield  # re-entrant: already inside this thread's locked section
             return
-        with self.engine.begin() as conn:
-            if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already holds the write lock
-                conn.execute(
-                    sa.select(runs_table.c.name).where(runs_table.c.name == run).with_for_update()
-                )
-            self._local.conn = conn
-            try:
-                yield
-            finally:
-                self._local.conn = None
+        # Taking the lock is retried; a connection lost inside the section is not (its
+        # body cannot be replayed here): the transaction rolls back, StoreUnavailable.
+        conn, transaction = self._retry(lambda: self._begin_locked(run), "locked")
+        self._local.conn = conn
+        try:
+            yield
+            transaction.commit()
+        except BaseException as exc:
+            # A lost connection cannot roll back: the server already did.
+            with suppress(sa.exc.DBAPIError):
+                transaction.rollback()
+            if isinstance(exc, sa.exc.DBAPIError) and self._transient(exc):
+                raise StoreUnavailable(
+                    f"lost the store at {self.safe_url} in a locked section: {exc.orig}"
+                ) from exc
+            raise
+        finally:
+            self._local.conn = None
+            conn.close()
 
     # -- runs ----------------------------------------------------------------------
+    @_retrying
     def create_run(
-        self, name: str, config: dict[str, Any], members_: Sequence[MemberRecord]
+        self,
+        name: str,
+        config: dict[str, Any],
+        members_: Sequence[MemberRecord],
+        *,
+        checkpoints: str | None = None,
     ) -> None:
         now = time.time()
         try:
             with self._write() as conn:
                 conn.execute(
                     runs_table.insert().values(
-                        name=name, config=config, status="created", created=now, updated=now
+                        name=name,
+                        config=config,
+                        status="created",
+                        created=now,
+                        updated=now,
+                        checkpoints=checkpoints,
                     )
                 )
                 if members_:
@@ -267,11 +421,13 @@ class SQLStore:
         except sa.exc.IntegrityError:
             raise StorageError(f"a run named {name!r} already exists in {self.url}") from None
 
+    @_retrying
     def get_run(self, name: str) -> RunRecord | None:
         with self._read() as conn:
             row = conn.execute(sa.select(runs_table).where(runs_table.c.name == name)).first()
         return None if row is None else self._run_from_row(row)
 
+    @_retrying
     def list_runs(self) -> list[RunRecord]:
         with self._read() as conn:
             rows = conn.execute(sa.select(runs_table).order_by(runs_table.c.created)).all()
@@ -299,8 +455,10 @@ class SQLStore:
             created=data["created"],
             updated=data["updated"],
             best=best,
+            checkpoints=data["checkpoints"],
         )
 
+    @_retrying
     def set_run_status(self, name: str, status: str) -> None:
         with self._write() as conn:
             conn.execute(
@@ -309,6 +467,7 @@ class SQLStore:
                 .values(status=status, updated=time.time())
             )
 
+    @_retrying
     def offer_best(self, run: str, best: BestRecord, rank: float) -> BestRecord | bool | None:
         with self._write() as conn:
             query = sa.select(runs_table).where(runs_table.c.name == run)
@@ -340,6 +499,7 @@ class SQLStore:
             return previous
 
     # -- members -------------------------------------------------------------------
+    @_retrying
     def members(self, run: str) -> list[MemberRecord]:
         with self._read() as conn:
             rows = conn.execute(
@@ -349,6 +509,7 @@ class SQLStore:
             ).all()
         return [_member_from_row(row) for row in rows]
 
+    @_retrying
     def claim(self, run: str, owner: str, now: float, lease_seconds: float) -> MemberRecord | None:
         claimable = sa.or_(
             members_table.c.status == MemberStatus.IDLE.value,
@@ -389,10 +550,29 @@ class SQLStore:
             result = conn.execute(_UPDATE_OWNED_MEMBER, {**params, "k_owner": owner})
         return bool(result.rowcount)
 
+    @_retrying
     def update_member(self, run: str, member: MemberRecord, *, owner: str | None = None) -> bool:
         with self._write() as conn:
             return self._update(conn, run, member, owner)
 
+    @_retrying
+    def renew_leases(
+        self, run: str, owner: str, members: Sequence[int], lease_expires: float
+    ) -> list[int]:
+        if not members:
+            return []
+        held = sa.and_(
+            members_table.c.run == run,
+            members_table.c.owner == owner,
+            members_table.c.status == MemberStatus.RUNNING.value,
+            members_table.c.member.in_(list(members)),
+        )
+        with self._write() as conn:
+            conn.execute(members_table.update().where(held).values(lease_expires=lease_expires))
+            rows = conn.execute(sa.select(members_table.c.member).where(held)).all()
+        return sorted(row[0] for row in rows)
+
+    @_retrying
     def release_owner(self, run: str, owner: str) -> int:
         with self._write() as conn:
             result = conn.execute(
@@ -407,6 +587,7 @@ class SQLStore:
             return int(result.rowcount)
 
     # -- evaluations and events ---------------------------------------------------
+    @_retrying
     def record(
         self,
         run: str,
@@ -417,6 +598,22 @@ class SQLStore:
         owner: str | None = None,
     ) -> None:
         with self._write() as conn:
+            retry = int(getattr(self._local, "attempt", 0)) > 0
+            if evaluation is not None and retry:
+                # A retry: the lost attempt may have committed before its answer was lost.
+                # The transaction is atomic, so its evaluation tells.
+                done = conn.execute(
+                    sa.select(evaluations_table.c.id)
+                    .where(
+                        evaluations_table.c.run == run,
+                        evaluations_table.c.member == evaluation.member,
+                        evaluations_table.c.step == evaluation.step,
+                        evaluations_table.c.time == evaluation.time,
+                    )
+                    .limit(1)
+                ).first()
+                if done is not None:
+                    return
             if member is not None and not self._update(conn, run, member, owner):
                 raise LeaseLost(
                     f"member {member.member} of run {run!r} is no longer held by {owner}"
@@ -457,6 +654,7 @@ class SQLStore:
                     ],
                 )
 
+    @_retrying
     def evaluations(self, run: str, member: int | None = None) -> list[EvaluationRecord]:
         query = sa.select(evaluations_table).where(evaluations_table.c.run == run)
         if member is not None:
@@ -470,6 +668,7 @@ class SQLStore:
             out.append(EvaluationRecord(**data))
         return out
 
+    @_retrying
     def events(self, run: str, member: int | None = None) -> list[EventRecord]:
         query = sa.select(events_table).where(events_table.c.run == run)
         if member is not None:
