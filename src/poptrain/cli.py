@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; continue with: poptrain resume {where}" if where else ""
         print(f"poptrain: interrupted, everything so far is saved{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`poptrain ... | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

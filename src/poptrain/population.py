@@ -261,8 +261,8 @@ class Population:
             superseded = self._checkpoint(record, save, step)
             self._offer_best(record)  # before explore changes the hyperparameters
         if choice is not None:
-            superseded += self._apply(record, choice)
             events.append(self._event(record, step, choice, now))
+            superseded += self._apply(record, choice)
         self._write(record, evaluation, events)
         self._cleanup(superseded)
         if choice is None:
@@ -299,8 +299,8 @@ class Population:
         choice = self._choose(record, rng, failed=True)
         if choice is None:
             choice = self._restart_own(record, rng)
-        superseded = self._apply(record, choice)
         events = [failure, self._event(record, step, choice, now)]
+        superseded = self._apply(record, choice)
         if record.step >= self.config.max_steps:
             # The failed step spent the last of the budget: the member ends on the copied
             # state instead of training past max_steps.
@@ -556,7 +556,7 @@ class Population:
         return superseded
 
     def _event(self, record: MemberRecord, step: int, choice: _Choice, now: float) -> EventRecord:
-        previous = choice.schedule[-2]["hparams"] if len(choice.schedule) > 1 else None
+        """The event for ``choice``; call it before ``_apply`` changes the member's record."""
         return EventRecord(
             member=record.member,
             step=step,
@@ -565,7 +565,7 @@ class Population:
             new_step=choice.age,
             source=choice.source,
             source_step=choice.source_step,
-            old_hparams=previous,
+            old_hparams=dict(record.hparams),
             new_hparams=dict(choice.hparams),
             operations=[op.to_dict() for op in choice.operations],
             copied_weights=choice.copied_weights and choice.checkpoint is not None,
@@ -599,8 +599,8 @@ class Population:
             choice = self._choose(record, rng, failed=False, snapshot=snapshot)
             events = []
             if choice is not None:
-                superseded += self._apply(record, choice)
                 events.append(self._event(record, record.step, choice, now))
+                superseded += self._apply(record, choice)
             record.status = MemberStatus.IDLE
             record.last_ready_time = now
             self.store.record(self.run, member=record, events=events)

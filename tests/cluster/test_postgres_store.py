@@ -13,10 +13,10 @@ import time
 import pytest
 import sqlalchemy as sa
 from cluster_procs import open_store_together
-from servers import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
 
 from poptrain.errors import StorageError
 from poptrain.store import MemberRecord, MemberStatus, SQLStore, StoreUnavailable
+from servers import PASSWORD, PASSWORD_ROLE, PostgresServer, free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -50,7 +50,8 @@ def test_many_processes_create_the_schema_at_once(postgres_url, tmp_path):
     with engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
     engine.dispose()
-    assert {"poptrain_runs", "poptrain_members", "poptrain_evaluations", "poptrain_events"} <= tables
+    expected = {"poptrain_runs", "poptrain_members", "poptrain_evaluations", "poptrain_events"}
+    assert expected <= tables
 
 
 def test_an_older_schema_gets_the_new_columns(postgres_url):
