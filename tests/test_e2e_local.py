@@ -225,9 +225,7 @@ def test_ctrl_c_saves_everything_and_resume_finishes(tmp_path):
     assert [m.steps_trained for m in result.members] == [40, 40]
 
 
-def test_unimportable_trainable_stops_the_run_without_restarts(tmp_path, caplog):
-    # REGRESSION: a ConfigError raised while a worker starts (the trainable cannot be
-    # imported) used to kill the worker, which the executor restarted 8 times.
+def test_unimportable_trainable_is_refused_before_anything_starts(tmp_path):
     config = poptrain.run_config(
         "helpers.no_such_module:Nope",
         space=SPACE,
@@ -238,6 +236,26 @@ def test_unimportable_trainable_stops_the_run_without_restarts(tmp_path, caplog)
     )
     with pytest.raises(poptrain.ConfigError) as info:
         poptrain.run(config, run_dir=tmp_path / "run", workers=1)
+    assert info.value.field == "trainable"
+    assert "cannot be imported" in str(info.value)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_unimportable_trainable_stops_the_run_without_restarts(tmp_path, caplog):
+    # REGRESSION: a ConfigError raised while a worker starts (the trainable cannot be
+    # imported there) used to kill the worker, which the executor restarted 8 times.
+    # workers=0 only creates the run (as for `poptrain worker` on other hosts).
+    config = poptrain.run_config(
+        "helpers.no_such_module:Nope",
+        space=SPACE,
+        metric="score",
+        mode="max",
+        population_size=2,
+        max_steps=4,
+    )
+    poptrain.run(config, run_dir=tmp_path / "run", workers=0)
+    with pytest.raises(poptrain.ConfigError) as info:
+        poptrain.resume(tmp_path / "run", workers=1)
     assert "helpers.no_such_module:Nope" in str(info.value)
     assert "cannot be imported" in str(info.value)
     assert not [r for r in caplog.records if "starting another" in r.getMessage()]

@@ -159,9 +159,11 @@ def run(
     cfg = trainable if isinstance(trainable, RunConfig) else run_config(trainable, **config)
     if isinstance(trainable, RunConfig) and config:
         raise ConfigError("run", sorted(config), "takes no config keywords with a ready RunConfig")
-    cfg.trainable_class()  # a "module:Class" that does not import is refused before any work
-    # workers=0: create the run for `poptrain worker` processes to serve.
+    # workers=0: create the run for `poptrain worker` processes to serve (on other hosts,
+    # which may be the only ones able to import the trainable).
     chosen = None if workers == 0 else make_executor(executor, workers=workers)
+    if chosen is not None:
+        cfg.trainable_class()  # a "module:Class" that does not import is refused up front
     root = Path(run_dir) if run_dir is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     if (root / RUN_FILE).exists():
         raise ConfigError(

@@ -146,6 +146,23 @@ def test_custom_resources_place_workers(ray_cluster: RayCluster, postgres_url: s
     assert {node_of_owner(e.owner) for e in result.evaluations} == {node_with("node_b")}
 
 
+def test_a_user_error_on_a_ray_worker_stops_the_run(
+    ray_cluster: RayCluster, postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    # evaluate() returns {"q": ...}: asking for another metric is a mistake no restart mends.
+    config = toy_config("poptrain.demos.toy:ToyTrainable", metric="accuracy", max_steps=8)
+    executor = RayExecutor(address=ray_cluster.address)
+    with pytest.raises(ConfigError, match="accuracy"):
+        poptrain.run(config, run_dir=tmp_path / "bad", storage=postgres_url, executor=executor)
+    assert not [r for r in caplog.records if "starting another" in r.getMessage()]
+    store = SQLStore(postgres_url)
+    try:
+        (run,) = store.list_runs()
+        assert run.status.startswith("error")
+    finally:
+        store.close()
+
+
 def test_a_dead_actor_is_replaced_and_its_member_resumes(
     ray_cluster: RayCluster, postgres_url: str, tmp_path: Path
 ):

@@ -166,18 +166,12 @@ def _digits_compare(args: argparse.Namespace) -> int:
         print_json(figures)
         return 0
     table = Table(
-        title=f"Digits: test accuracy of the best state, {args.seeds} seed(s), "
-        f"{settings.members} members x {settings.steps} steps = "
-        f"{figures['budget_steps']} steps per run for every method"
+        title=f"Digits: test accuracy of each method's best state, {args.seeds} seed(s); "
+        f"every run trains {settings.members} members x {settings.steps} steps = "
+        f"{figures['budget_steps']} steps"
     )
-    for column in (
-        "method",
-        "test acc. (mean)",
-        "± std",
-        "validation (mean)",
-        "per seed",
-        "steps per run",
-    ):
+    table.add_column("method", no_wrap=True)
+    for column in ("test (mean)", "± std", "val. (mean)", "test per seed", "steps"):
         table.add_column(column)
     for method in methods:
         row = figures[method]

@@ -224,7 +224,7 @@ class SQLStore:
             options["connect_args"] = {"timeout": 60, "check_same_thread": False}
         else:
             options.update(pool_pre_ping=True, pool_size=2, max_overflow=4)
-            if url.startswith("postgresql"):
+            if url.startswith("postgresql") and "connect_timeout" not in url:
                 # An unreachable host fails in seconds instead of the TCP timeout.
                 options["connect_args"] = {"connect_timeout": 10}
         options.update(extra or {})
