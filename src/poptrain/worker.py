@@ -140,7 +140,7 @@ class _Worker:
                 if self.population.is_done():
                     break
                 time.sleep(idle)
-                idle = min(idle * 1.5, 1.0)
+                idle = min(idle * 1.5, 0.25)  # short: a barrier may open at any moment
                 continue
             idle = self.spec.poll_seconds
             try:
@@ -165,6 +165,9 @@ class _Worker:
         trainable = self.cls(hparams, record.seed, **self.options)
         if checkpoint is not None:
             trainable.load(self.population.checkpoints.path(checkpoint))
+            # The checkpoint may carry its writer's settings (an optimiser's lr): the
+            # member's own hyperparameters win.
+            trainable.set_hparams(hparams)
         return trainable
 
     def _prepare(self, record: MemberRecord) -> Trainable:

@@ -73,6 +73,24 @@ def test_end_to_end_tiny_pbt_run_on_local_processes(tmp_path: Path):
     assert result.schedule and result.schedule[0].step == 0
     assert RunDir.read(tmp_path / "pbt").result().best.score == outcome.best.score
 
+    # Synchronous generations and per-member random streams: the same seed gives the same
+    # run on one worker in this process as on two worker processes.
+    again, test_again = run_digits(
+        "pbt", settings=TINY, seed=1, run_dir=tmp_path / "again", executor="inline"
+    )
+    rerun = again.results[0]
+
+    def scores(r):
+        return sorted((e.member, e.step, e.score) for e in r.evaluations)
+
+    assert scores(rerun) == scores(result)
+    assert rerun.schedule == result.schedule and rerun.exploits == result.exploits > 0
+    assert (again.best.member, again.best.hparams, test_again) == (
+        outcome.best.member,
+        outcome.best.hparams,
+        test,
+    )
+
 
 def test_every_method_trains_the_same_budget(tmp_path: Path):
     methods = ["pbt", "random_search", "grid_search"]

@@ -164,7 +164,9 @@ class TorchTrainable(Trainable):
     member's seed, swapped in around :meth:`build_model`, :meth:`train_step` and
     :meth:`evaluation`, and saved in the checkpoint. Draw every random number through
     ``torch`` (``torch.randperm`` for shuffling, dropout) and a member's training does not
-    depend on which other members shared its worker process.
+    depend on which other members shared its worker process. An exploit loads the source's
+    checkpoint, random state included: from that checkpoint on, the copy draws the batches
+    and dropout masks its source drew, and what tells the two apart is their hyperparameters.
     """
 
     #: Hyperparameters set in every parameter group of the optimiser: hparam name -> group key.
