@@ -80,7 +80,5 @@ def test_a_nested_function_is_refused_by_name() -> None:
         return None
 
     with pytest.raises(poptrain.ConfigError) as refused:
-        poptrain.run_config(
-            local_train, space=TOY_SPACE, metric="q", mode="max"
-        ).to_spec()
+        poptrain.run_config(local_train, space=TOY_SPACE, metric="q", mode="max").to_spec()
     assert refused.value.field == "trainable"

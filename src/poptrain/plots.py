@@ -147,8 +147,12 @@ def _population(hist: History, lineage: Lineage | None, x: str) -> Figure:
     values: list[float] = []
 
     if lineage is not None:
-        for piece in lineage.pieces:
-            states = piece.stretch.states(until_time=piece.end.time, until_step=piece.end.step)
+        paths = [
+            piece.stretch.states(until_time=piece.end.time, until_step=piece.end.step)
+            for piece in lineage.pieces
+        ]
+        paths += [link for copy in lineage.copies if (link := _link_states(copy)) is not None]
+        for states in paths:  # the highlighter under the winner's path, copies included
             ax.plot(
                 _xs(states, x, t0),
                 _ys(states),
@@ -158,18 +162,6 @@ def _population(hist: History, lineage: Lineage | None, x: str) -> Figure:
                 solid_capstyle="round",
                 zorder=1,
             )
-        for copy in lineage.copies:
-            link = _link_states(copy)
-            if link is not None:
-                ax.plot(
-                    _xs(link, x, t0),
-                    _ys(link),
-                    color=LINEAGE_COLOUR,
-                    lw=7,
-                    alpha=0.55,
-                    solid_capstyle="round",
-                    zorder=1,
-                )
 
     for member in members:
         for stretch in hist.stretches[member]:

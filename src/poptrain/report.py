@@ -159,17 +159,7 @@ def build_report(result: Result, run_dir: str | Path | None = None) -> dict[str,
         "workers": use.workers,
         "utilisation": use.fraction,
         "busy_seconds": use.busy_seconds,
-        "best": None
-        if best is None
-        else {
-            "member": best.member,
-            "score": best.score,
-            "step": best.step,
-            "age": best.age,
-            "hparams": best.hparams,
-            "seed": best.seed,
-            "checkpoint": str(best.checkpoint),
-        },
+        "best": None if best is None else best.summary(),
         "schedule": [
             {"step": entry.step, "hparams": entry.hparams, "member": entry.member}
             for entry in result.schedule

@@ -43,6 +43,18 @@ class BestMember:
     seed: int
     config: RunConfig
 
+    def summary(self) -> dict[str, Any]:
+        """The JSON form that ``run``, ``resume`` and ``report`` print."""
+        return {
+            "member": self.member,
+            "score": self.score,
+            "step": self.step,
+            "age": self.age,
+            "hparams": self.hparams,
+            "seed": self.seed,
+            "checkpoint": str(self.checkpoint),
+        }
+
     def load(self) -> Trainable:
         """A Trainable with the best state loaded, ready to evaluate or train on."""
         cls = self.config.trainable_class()

@@ -12,8 +12,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-from poptrain.demos.toy import ToyTrainable
+from poptrain.config import RunConfig
+from poptrain.demos.toy import TOY_SPACE, ToyTrainable, toy_initial_hparams
 from poptrain.store import SQLStore
+from poptrain.strategies import EverySteps, GaussianNoise, Truncation
+
+
+def toy_config(trainable: str, *, seed: int, **overrides: Any) -> RunConfig:
+    """The paper's toy (two members, synchronous, deterministic) unless overridden."""
+    fields: dict[str, Any] = {
+        "trainable": trainable,
+        "space": TOY_SPACE,
+        "metric": "q",
+        "mode": "max",
+        "population_size": 2,
+        "max_steps": 100,
+        "ready": EverySteps(4),
+        "exploit": Truncation(0.5),
+        "explore": GaussianNoise(0.1),
+        "synchronous": True,
+        "seed": seed,
+        "initial_hparams": toy_initial_hparams(),
+        "trainable_options": {"lr": 0.02},
+    }
+    fields.update(overrides)
+    return RunConfig(**fields)
 
 
 class SlowToy(ToyTrainable):

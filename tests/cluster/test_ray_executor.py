@@ -18,36 +18,20 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+import cluster_procs  # noqa: E402
+
 import poptrain  # noqa: E402
 from poptrain.config import RunConfig  # noqa: E402
-from poptrain.demos.toy import TOY_SPACE, toy_initial_hparams  # noqa: E402
 from poptrain.errors import ConfigError  # noqa: E402
 from poptrain.executors.ray import RayExecutor, node_of_owner  # noqa: E402
 from poptrain.store import MemberStatus, SQLStore  # noqa: E402
-from poptrain.strategies import EverySteps, GaussianNoise, Truncation  # noqa: E402
 from servers import RayCluster, free_port, subprocess_env  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres]
 
 
 def toy_config(trainable: str, **overrides: Any) -> RunConfig:
-    fields: dict[str, Any] = {
-        "trainable": trainable,
-        "space": TOY_SPACE,
-        "metric": "q",
-        "mode": "max",
-        "population_size": 2,
-        "max_steps": 100,
-        "ready": EverySteps(4),
-        "exploit": Truncation(0.5),
-        "explore": GaussianNoise(0.1),
-        "synchronous": True,
-        "seed": 5,
-        "initial_hparams": toy_initial_hparams(),
-        "trainable_options": {"lr": 0.02},
-    }
-    fields.update(overrides)
-    return RunConfig(**fields)
+    return cluster_procs.toy_config(trainable, **{"seed": 5, **overrides})
 
 
 def live_nodes() -> dict[str, dict[str, float]]:

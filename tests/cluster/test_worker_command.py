@@ -16,39 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cluster_procs
 import pytest
 
 import poptrain
 from poptrain.checkpoints import open_checkpoints
 from poptrain.config import RunConfig
-from poptrain.demos.toy import TOY_SPACE, ToyTrainable, toy_initial_hparams
+from poptrain.demos.toy import ToyTrainable
 from poptrain.results import Result
 from poptrain.store import MemberStatus, SQLStore
-from poptrain.strategies import EverySteps, GaussianNoise, Truncation
 from servers import PASSWORD_ROLE, PostgresServer, free_port, subprocess_env
 
 pytestmark = pytest.mark.postgres
 
 
 def toy_config(trainable: str, **overrides: Any) -> RunConfig:
-    """The paper's toy (two members, synchronous, deterministic) unless overridden."""
-    fields: dict[str, Any] = {
-        "trainable": trainable,
-        "space": TOY_SPACE,
-        "metric": "q",
-        "mode": "max",
-        "population_size": 2,
-        "max_steps": 100,
-        "ready": EverySteps(4),
-        "exploit": Truncation(0.5),
-        "explore": GaussianNoise(0.1),
-        "synchronous": True,
-        "seed": 3,
-        "initial_hparams": toy_initial_hparams(),
-        "trainable_options": {"lr": 0.02},
-    }
-    fields.update(overrides)
-    return RunConfig(**fields)
+    return cluster_procs.toy_config(trainable, **{"seed": 3, **overrides})
 
 
 def write_config(path: Path, config: RunConfig) -> Path:

@@ -74,14 +74,7 @@ def print_result(result: Result, args: argparse.Namespace) -> int:
         "run": result.run,
         "run_dir": args.run_dir,
         "status": result.status,
-        "best": None
-        if best is None
-        else {
-            "member": best.member,
-            "score": best.score,
-            "step": best.step,
-            "hparams": best.hparams,
-        },
+        "best": None if best is None else best.summary(),
         "schedule": [{"step": e.step, "hparams": e.hparams} for e in result.schedule],
     }
     if args.json:
